@@ -1,0 +1,107 @@
+"""`lakehouse`: the one command people use (stack, synthetic data, demo, queries, CDC)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lakehouse.settings import get_settings
+from lakehouse.stack import LocalStack, ServiceStatus, StackError
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+stack_app = typer.Typer(help="Lower-level stack commands.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _print_status(statuses: list[ServiceStatus]) -> None:
+    table = Table("service", "address", "state", "pid", "health", title="lakehouse local stack")
+    for st in statuses:
+        colour = "green" if st.healthy else ("yellow" if st.state == "stopped" else "red")
+        table.add_row(st.name, st.address, f"[{colour}]{st.state}[/]", str(st.pid or "-"), st.health)
+    console.print(table)
+
+
+ServicesOption = Annotated[
+    list[str] | None, typer.Option("--service", "-s", help="Only this service (repeatable).")
+]
+
+
+@app.command()
+def up(services: ServicesOption = None) -> None:
+    """Start the embedded stack (idempotent; restarts dead services) and wait until it answers."""
+    try:
+        statuses = LocalStack(get_settings(), services).up(log=console.print)
+    except StackError as exc:
+        raise _fail(str(exc)) from None
+    _print_status(statuses)
+    if not all(s.healthy for s in statuses):
+        raise typer.Exit(1)
+
+
+@app.command()
+def down(
+    purge: Annotated[bool, typer.Option("--purge", help="Also delete all local state.")] = False,
+) -> None:
+    """Stop every process `up` started (and nothing else)."""
+    LocalStack(get_settings()).down(purge=purge, log=console.print)
+
+
+@app.command()
+def status() -> None:
+    """Show each service, its address and health; exits 1 unless all are healthy."""
+    statuses = LocalStack(get_settings()).status()
+    _print_status(statuses)
+    if not all(s.healthy for s in statuses):
+        raise typer.Exit(1)
+
+
+@stack_app.command("init-resources")
+def init_resources() -> None:
+    """Create the buckets and DynamoDB tables on the configured endpoint (used by docker-compose)."""
+    from lakehouse.stack.resources import ensure_resources
+
+    created = ensure_resources(get_settings())
+    console.print("created: " + (", ".join(created) if created else "nothing (all present)"))
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Bind address (default: LAKEHOUSE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: LAKEHOUSE_API_PORT).")] = None,
+) -> None:
+    """Serve the synthetic data API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from lakehouse.synthetic.api import create_app
+
+    settings = get_settings()
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.api_port,
+        log_level="info",
+    )
+
+
+from lakehouse.synthetic.commands import register as _register_synthetic_commands  # noqa: E402
+
+_register_synthetic_commands(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

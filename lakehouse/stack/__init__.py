@@ -1,0 +1,145 @@
+"""The embedded local stack: `lakehouse up | down | status` without Docker."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from lakehouse.settings import Settings
+from lakehouse.stack.process import ProcessTable, StackError, port_in_use, tcp_answers
+from lakehouse.stack.services import SERVICE_TYPES, Service
+
+__all__ = ["LocalStack", "ServiceStatus", "StackError"]
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    title: str
+    address: str
+    state: str  # running | stopped | dead | external
+    pid: int | None
+    health: str  # "ok" or the reason it is not
+
+    @property
+    def healthy(self) -> bool:
+        return self.state in ("running", "external") and self.health == "ok"
+
+
+class LocalStack:
+    """Starts, checks and stops the project's local services, recording what it started."""
+
+    def __init__(self, settings: Settings, services: Iterable[str] | None = None) -> None:
+        self.settings = settings
+        self.processes = ProcessTable(settings.state_path)
+        wanted = set(services) if services is not None else None
+        all_services = [cls(settings) for cls in SERVICE_TYPES]
+        unknown = (wanted or set()) - {s.name for s in all_services}
+        if unknown:
+            names = ", ".join(s.name for s in all_services)
+            raise StackError(f"unknown service(s) {', '.join(sorted(unknown))}; known: {names}")
+        self.services = [s for s in all_services if wanted is None or s.name in wanted]
+
+    def service(self, name: str) -> Service:
+        for svc in self.services:
+            if svc.name == name:
+                return svc
+        raise StackError(f"service {name!r} is not part of this stack")
+
+    # ------------------------------------------------------------------ up
+    def up(self, log: Log = print) -> list[ServiceStatus]:
+        """Start what is not running (restarting dead services), wait until each answers."""
+        started: set[str] = set()
+        for svc in self.services:
+            record = self.processes.get(svc.name)
+            if record is not None and record.is_alive():
+                needs_restart = any(dep in started for dep in svc.depends_on)
+                if not needs_restart and self._wait_healthy(svc, timeout=svc.start_timeout) is None:
+                    log(f"{svc.name}: already running at {svc.address}")
+                    continue
+                log(f"{svc.name}: restarting (dependency restarted or not answering)")
+                self.processes.stop(svc.name, svc.stop_signal)
+            elif record is not None:
+                log(f"{svc.name}: process {record.pid} died; restarting")
+                self.processes.forget(svc.name)
+            self._start(svc, log)
+            started.add(svc.name)
+        return self.status()
+
+    def _start(self, svc: Service, log: Log) -> None:
+        host = self.settings.host
+        if port_in_use(host, svc.port):
+            raise StackError(
+                f"{svc.title} cannot start: {host}:{svc.port} is already in use by another process. "
+                f"Stop that process or choose another port with {svc.port_env_var}=<port>."
+            )
+        svc.prepare()
+        record = self.processes.start(svc.name, svc.argv(), svc.env(), user=svc.run_as())
+        deadline = time.monotonic() + svc.start_timeout
+        reason: str | None = "not checked yet"
+        while time.monotonic() < deadline:
+            if not record.is_alive():
+                self.processes.forget(svc.name)
+                raise StackError(
+                    f"{svc.title} exited during start-up. Last log lines "
+                    f"({self.processes.log_path(svc.name)}):\n{self.processes.tail(svc.name)}"
+                )
+            reason = svc.check()
+            if reason is None:
+                break
+            time.sleep(0.2)
+        else:
+            self.processes.stop(svc.name, svc.stop_signal)
+            raise StackError(
+                f"{svc.title} did not answer within {svc.start_timeout:.0f} s ({reason}). "
+                f"Log: {self.processes.log_path(svc.name)}"
+            )
+        svc.after_start()
+        log(f"{svc.name}: started at {svc.address} (pid {record.pid})")
+
+    def _wait_healthy(self, svc: Service, timeout: float) -> str | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            reason = svc.check()
+            if reason is None or time.monotonic() >= deadline:
+                return reason
+            time.sleep(0.2)
+
+    # ------------------------------------------------------------------ down
+    def down(self, purge: bool = False, log: Log = print) -> None:
+        """Stop exactly the processes this stack started (reverse order); `purge` deletes state."""
+        for svc in reversed(self.services):
+            if self.processes.stop(svc.name, svc.stop_signal):
+                log(f"{svc.name}: stopped")
+        if purge:
+            for svc in self.services:
+                svc.purge()
+            shutil.rmtree(self.settings.state_path, ignore_errors=True)
+            log(f"state deleted: {self.settings.state_path}")
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> list[ServiceStatus]:
+        result = []
+        for svc in self.services:
+            record = self.processes.get(svc.name)
+            if record is not None and record.is_alive():
+                state, pid = "running", record.pid
+            elif record is not None:
+                state, pid = "dead", record.pid
+            else:
+                state, pid = "stopped", None
+            reason = svc.check() if state == "running" else None
+            if state == "stopped" and tcp_answers(self.settings.host, svc.port) and svc.check() is None:
+                state, reason = "external", None  # answered, but not started by us
+            if state == "dead":
+                health = f"process {pid} exited; run `lakehouse up` to restart it"
+            elif state == "stopped":
+                health = "not running"
+            else:
+                health = reason or "ok"
+            result.append(ServiceStatus(svc.name, svc.title, svc.address, state, pid, health))
+        return result

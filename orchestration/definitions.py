@@ -1,0 +1,7 @@
+"""The code location: every module of `orchestration.defs`, assembled by Dagster's autoloader."""
+
+from pathlib import Path
+
+import dagster as dg
+
+defs = dg.components.load_from_defs_folder(project_root=Path(__file__).resolve().parent.parent)

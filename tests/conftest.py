@@ -1,0 +1,81 @@
+"""Shared fixtures: ONE embedded stack per test session (services start once, on free ports).
+
+Integration and end-to-end tests talk to it over real connections. Tests that need a clean slate
+use `isolated_settings()`, which gives them their own PostgreSQL database, buckets and DynamoDB
+tables on the same running services.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from lakehouse.settings import Settings
+from lakehouse.stack import LocalStack
+from lakehouse.stack.process import free_port
+from lakehouse.stack.resources import ensure_resources
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(str(item.fspath))
+        if "integration" in path.parts:
+            item.add_marker(pytest.mark.integration)
+        if "e2e" in path.parts:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings of the session's stack: own state dir, free ports, test bucket prefix."""
+    state = tmp_path_factory.mktemp("lakehouse-state")
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        environment="local",
+        state_dir=state,
+        s3_port=free_port(),
+        kafka_port=free_port(),
+        postgres_port=free_port(),
+        api_port=free_port(),
+        dagster_port=free_port(),
+        name_prefix="test-lakehouse",
+    )
+
+
+@pytest.fixture(scope="session")
+def local_stack(settings: Settings) -> Iterator[LocalStack]:
+    """The embedded stack, started once for the whole session and purged afterwards."""
+    stack = LocalStack(settings)
+    try:
+        stack.up(log=lambda _msg: None)
+        yield stack
+    finally:
+        stack.down(purge=True, log=lambda _msg: None)
+
+
+@pytest.fixture
+def isolated_settings(local_stack: LocalStack, settings: Settings) -> Callable[[], Settings]:
+    """Factory of settings with a fresh database, buckets and DynamoDB tables on the shared stack."""
+
+    def make() -> Settings:
+        suffix = uuid.uuid4().hex[:8]
+        isolated = settings.model_copy(
+            update={
+                "name_prefix": f"t-{suffix}",
+                "postgres_db": f"t_{suffix}",
+                "cdc_topic_prefix": f"t{suffix}",
+            }
+        )
+        with psycopg.connect(settings.postgres_conninfo("postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(isolated.postgres_db)))
+        ensure_resources(isolated)
+        return isolated
+
+    return make
