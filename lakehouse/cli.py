@@ -32,9 +32,7 @@ def _print_status(statuses: list[ServiceStatus]) -> None:
     console.print(table)
 
 
-ServicesOption = Annotated[
-    list[str] | None, typer.Option("--service", "-s", help="Only this service (repeatable).")
-]
+ServicesOption = Annotated[list[str] | None, typer.Option("--service", "-s", help="Only this service (repeatable).")]
 
 
 @app.command()
@@ -94,8 +92,10 @@ def api(
     )
 
 
+from lakehouse.cdc_commands import cdc_app  # noqa: E402
 from lakehouse.synthetic.commands import register as _register_synthetic_commands  # noqa: E402
 
+app.add_typer(cdc_app, name="cdc")
 _register_synthetic_commands(app)
 
 

@@ -7,6 +7,7 @@ the embedded stack, docker-compose and AWS is a matter of environment variables 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 from pathlib import Path
@@ -59,9 +60,7 @@ class Settings(BaseSettings):
     )
     aws_access_key_id: str | None = None
     aws_secret_access_key: SecretStr | None = None
-    name_prefix: str = Field(
-        default="ecom-lakehouse", description="Prefix of bucket, topic-free AWS resource names."
-    )
+    name_prefix: str = Field(default="ecom-lakehouse", description="Prefix of bucket, topic-free AWS resource names.")
 
     # --- PostgreSQL (OLTP source) ---
     postgres_host: str | None = None
@@ -76,6 +75,16 @@ class Settings(BaseSettings):
     cdc_topic_prefix: str = "ecom"
     cdc_slot_name: str = "lakehouse_cdc"
     cdc_publication_name: str = "lakehouse_cdc"
+    cdc_tables: list[str] = Field(default_factory=lambda: list(OLTP_TABLES))
+    cdc_topic_partitions: int = Field(default=1, ge=1, le=64)
+    #: silver tables partitioned by a date column: table -> (column, "day" | "month")
+    cdc_partition_by: dict[str, tuple[str, Literal["day", "month"]]] = Field(
+        default_factory=lambda: {  # type: ignore[arg-type]
+            "orders": ("ordered_at", "month"),
+            "order_items": ("created_at", "month"),
+            "payments": ("created_at", "month"),
+        }
+    )
 
     # --- DuckDB / dbt ---
     dbt_target: str | None = Field(default=None, description="Defaults to local or athena by environment.")
@@ -88,13 +97,19 @@ class Settings(BaseSettings):
             raise ValueError("must be 3-42 chars of lowercase letters, digits and '-' (an S3 bucket prefix)")
         return value
 
-    @field_validator(
-        "oltp_schema", "marketing_schema", "postgres_db", "cdc_slot_name", "cdc_publication_name"
-    )
+    @field_validator("oltp_schema", "marketing_schema", "postgres_db", "cdc_slot_name", "cdc_publication_name")
     @classmethod
     def _valid_identifier(cls, value: str) -> str:
         if not _IDENT.match(value):
             raise ValueError("must be a lowercase SQL identifier")
+        return value
+
+    @field_validator("cdc_tables")
+    @classmethod
+    def _valid_tables(cls, value: list[str]) -> list[str]:
+        bad = [t for t in value if not _IDENT.match(t)]
+        if bad:
+            raise ValueError(f"invalid table names: {bad}")
         return value
 
     @field_validator("cdc_topic_prefix")
@@ -248,10 +263,11 @@ class Settings(BaseSettings):
     def to_env(self) -> dict[str, str]:
         """These settings as `LAKEHOUSE_*` variables, for child processes (dagster, dbt, services)."""
         env: dict[str, str] = {}
-        for name, value in self.model_dump(exclude_none=True).items():
-            if isinstance(value, SecretStr):
-                value = value.get_secret_value()
-            env[f"LAKEHOUSE_{name.upper()}"] = str(value)
+        secrets = {name for name, value in self if isinstance(value, SecretStr)}
+        for name, value in self.model_dump(mode="json", exclude_none=True).items():
+            if name in secrets:
+                value = getattr(self, name).get_secret_value()
+            env[f"LAKEHOUSE_{name.upper()}"] = json.dumps(value) if isinstance(value, dict | list) else str(value)
         env["LAKEHOUSE_STATE_DIR"] = str(self.state_path)
         return env
 

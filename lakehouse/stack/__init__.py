@@ -56,8 +56,9 @@ class LocalStack:
         started: set[str] = set()
         for svc in self.services:
             record = self.processes.get(svc.name)
+            must_reset = any(dep in started for dep in svc.reset_when_restarted)
             if record is not None and record.is_alive():
-                needs_restart = any(dep in started for dep in svc.depends_on)
+                needs_restart = must_reset or any(dep in started for dep in svc.depends_on)
                 if not needs_restart and self._wait_healthy(svc, timeout=svc.start_timeout) is None:
                     log(f"{svc.name}: already running at {svc.address}")
                     continue
@@ -66,13 +67,16 @@ class LocalStack:
             elif record is not None:
                 log(f"{svc.name}: process {record.pid} died; restarting")
                 self.processes.forget(svc.name)
+            if must_reset:
+                log(f"{svc.name}: resetting its state ({', '.join(svc.reset_when_restarted)} started fresh)")
+                svc.reset()
             self._start(svc, log)
             started.add(svc.name)
         return self.status()
 
     def _start(self, svc: Service, log: Log) -> None:
         host = self.settings.host
-        if port_in_use(host, svc.port):
+        if svc.port is not None and port_in_use(host, svc.port):
             raise StackError(
                 f"{svc.title} cannot start: {host}:{svc.port} is already in use by another process. "
                 f"Stop that process or choose another port with {svc.port_env_var}=<port>."
@@ -115,9 +119,9 @@ class LocalStack:
         for svc in reversed(self.services):
             if self.processes.stop(svc.name, svc.stop_signal):
                 log(f"{svc.name}: stopped")
+            if purge:
+                svc.purge()  # while the services it depends on still run
         if purge:
-            for svc in self.services:
-                svc.purge()
             shutil.rmtree(self.settings.state_path, ignore_errors=True)
             log(f"state deleted: {self.settings.state_path}")
 
@@ -133,7 +137,8 @@ class LocalStack:
             else:
                 state, pid = "stopped", None
             reason = svc.check() if state == "running" else None
-            if state == "stopped" and tcp_answers(self.settings.host, svc.port) and svc.check() is None:
+            answers = svc.port is not None and tcp_answers(self.settings.host, svc.port)
+            if state == "stopped" and answers and svc.check() is None:
                 state, reason = "external", None  # answered, but not started by us
             if state == "dead":
                 health = f"process {pid} exited; run `lakehouse up` to restart it"

@@ -65,8 +65,6 @@ def missing_resources(settings: Settings) -> list[str]:
     missing = [f"s3://{b}" for b in settings.buckets if b not in existing]
     tables = set(dynamodb_client(settings).list_tables().get("TableNames", []))
     missing += [
-        f"dynamodb:{settings.dynamodb_table(t)}"
-        for t in DYNAMODB_TABLES
-        if settings.dynamodb_table(t) not in tables
+        f"dynamodb:{settings.dynamodb_table(t)}" for t in DYNAMODB_TABLES if settings.dynamodb_table(t) not in tables
     ]
     return missing

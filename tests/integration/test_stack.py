@@ -60,7 +60,7 @@ def _create_topic(settings: Settings, topic: str) -> None:
 
 def test_every_service_answers(local_stack: LocalStack, settings: Settings) -> None:
     statuses = {s.name: s for s in local_stack.status()}
-    assert set(statuses) == {"s3", "postgres", "kafka", "api"}
+    assert set(statuses) == {"s3", "postgres", "kafka", "api", "cdc"}
     assert all(s.healthy for s in statuses.values()), statuses
 
     buckets = {b["Name"] for b in s3_client(settings).list_buckets()["Buckets"]}
@@ -72,9 +72,7 @@ def test_every_service_answers(local_stack: LocalStack, settings: Settings) -> N
         assert conn.execute("show wal_level").fetchone() == ("logical",)
         assert conn.execute("select current_database()").fetchone() == (settings.postgres_db,)
         # runs as a non-root user even though the tests may run as root
-        assert conn.execute("select rolsuper from pg_roles where rolname = current_user").fetchone() == (
-            True,
-        )
+        assert conn.execute("select rolsuper from pg_roles where rolname = current_user").fetchone() == (True,)
     postmaster = psutil.Process(statuses["postgres"].pid)
     assert postmaster.uids().real != 0
 
@@ -87,9 +85,7 @@ def test_every_service_answers(local_stack: LocalStack, settings: Settings) -> N
 
 def test_services_listen_on_loopback_only(local_stack: LocalStack) -> None:
     pids = {s.pid for s in local_stack.status() if s.pid}
-    listening = [
-        c for c in psutil.net_connections("inet") if c.status == psutil.CONN_LISTEN and c.pid in pids
-    ]
+    listening = [c for c in psutil.net_connections("inet") if c.status == psutil.CONN_LISTEN and c.pid in pids]
     assert listening, "no listening sockets found for the stack"
     assert {c.laddr.ip for c in listening} == {"127.0.0.1"}
 
@@ -100,9 +96,7 @@ def test_up_is_idempotent(local_stack: LocalStack) -> None:
     assert {s.name: s.pid for s in local_stack.status()} == before
 
 
-def test_dead_broker_is_reported_restarted_and_keeps_its_data(
-    local_stack: LocalStack, settings: Settings
-) -> None:
+def test_dead_broker_is_reported_restarted_and_keeps_its_data(local_stack: LocalStack, settings: Settings) -> None:
     topic = f"durable-{uuid.uuid4().hex[:8]}"
     _create_topic(settings, topic)
     _kafka_roundtrip(settings, topic, [b"before-crash-1", b"before-crash-2"])
@@ -146,9 +140,7 @@ def test_down_stops_exactly_what_up_started(settings: Settings, tmp_path: Path) 
         assert all(pids)
         children = [c.pid for pid in pids for c in psutil.Process(pid).children(recursive=True)]
         stack.down(purge=True, log=lambda _m: None)
-        survivors = [
-            p for p in [*pids, *children] if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
-        ]
+        survivors = [p for p in [*pids, *children] if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
         assert survivors == []
         assert bystander.poll() is None, "down must not touch processes it did not start"
         assert not (tmp_path / "state").exists()
@@ -163,9 +155,7 @@ def test_unknown_service_is_rejected(settings: Settings) -> None:
 
 def test_cli_status_reports_and_invalid_input_fails(local_stack: LocalStack, settings: Settings) -> None:
     env = {**os.environ, **settings.to_env()}
-    ok = subprocess.run(
-        [sys.executable, "-m", "lakehouse.cli", "status"], env=env, capture_output=True, text=True
-    )
+    ok = subprocess.run([sys.executable, "-m", "lakehouse.cli", "status"], env=env, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     for name in ("s3", "postgres", "kafka", "api"):
         assert name in ok.stdout

@@ -1,0 +1,277 @@
+"""From changelog rows to silver (current state) and history (SCD type 2).
+
+Both are computed with DuckDB over the Arrow batch (window functions say it best) and applied
+with a Delta MERGE whose commit also records, per topic partition, the last offset applied —
+so a crash between bronze and silver is repaired from bronze, never from Kafka twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+from deltalake import DeltaTable
+
+from ingestion.cdc.config import PartitionSpec
+from ingestion.cdc.decode import UNAVAILABLE
+from ingestion.cdc.lake import DeltaStore
+from ingestion.cdc.schema import conform_table, widened_columns
+
+CDC_COLUMNS: list[pa.Field] = [
+    pa.field("_cdc_lsn", pa.int64()),
+    pa.field("_cdc_op", pa.string()),
+    pa.field("_cdc_source_ts", pa.timestamp("us", tz="UTC")),
+    pa.field("_cdc_deleted", pa.bool_()),
+    pa.field("_cdc_updated_at", pa.timestamp("us", tz="UTC")),
+]
+HISTORY_COLUMNS: list[pa.Field] = [
+    pa.field("_cdc_lsn", pa.int64()),
+    pa.field("_cdc_op", pa.string()),
+    pa.field("valid_from", pa.timestamp("us", tz="UTC")),
+    pa.field("valid_to", pa.timestamp("us", tz="UTC")),
+    pa.field("is_current", pa.bool_()),
+]
+PARTITION_COLUMN = "_cdc_partition"
+_NULL = "\x01__null__"
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class TableShape:
+    """What the apply steps need to know about one captured table."""
+
+    name: str
+    row_type: pa.StructType
+    key_columns: list[str]
+    partition: PartitionSpec | None = None
+
+    @property
+    def columns(self) -> list[pa.Field]:
+        return list(self.row_type)
+
+    def silver_schema(self) -> pa.Schema:
+        fields = [*self.columns, *CDC_COLUMNS]
+        if self.partition:
+            fields.append(pa.field(PARTITION_COLUMN, pa.string()))
+        return pa.schema(fields)
+
+    def history_schema(self) -> pa.Schema:
+        return pa.schema([*self.columns, *HISTORY_COLUMNS])
+
+    def resolved(self, name: str, type_: pa.DataType) -> str:
+        """Column value of a change: the before-image for deletes; for an unchanged TOAST
+        placeholder the before-image value (REPLICA IDENTITY FULL carries it) when present."""
+        col = _q(name)
+        if pa.types.is_string(type_) or pa.types.is_large_string(type_):
+            return (
+                f"case when op = 'd' then before.{col} "
+                f"when after.{col} = {_lit(UNAVAILABLE)} and before.{col} is not null "
+                f"and before.{col} <> {_lit(UNAVAILABLE)} then before.{col} else after.{col} end"
+            )
+        return f"case when op = 'd' then before.{col} else after.{col} end"
+
+    def key_exprs(self) -> str:
+        return ", ".join(f"coalesce(after.{_q(k)}, before.{_q(k)})" for k in self.key_columns)
+
+
+class Applier:
+    """Applies batches of changelog rows of one table to silver and history."""
+
+    def __init__(self, store: DeltaStore) -> None:
+        self.store = store
+        self.db = duckdb.connect()
+
+    # ---------------------------------------------------------------- silver
+    def silver_rows(self, shape: TableShape, changes: pa.Table) -> pa.Table:
+        """Latest change per key (by LSN, then Kafka position), in silver's shape."""
+        cols = ",\n  ".join(f"{shape.resolved(f.name, f.type)} as {_q(f.name)}" for f in shape.columns)
+        partition = ""
+        if shape.partition:
+            source = _q(shape.partition.column)
+            image = f"case when op = 'd' then before.{source} else after.{source} end"
+            partition = f",\n  substr(cast({image} as varchar), 1, {shape.partition.width}) as {PARTITION_COLUMN}"
+        now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        sql = f"""
+select
+  {cols},
+  lsn as _cdc_lsn, op as _cdc_op, source_ts as _cdc_source_ts, op = 'd' as _cdc_deleted,
+  timestamptz '{now}+00' as _cdc_updated_at{partition}
+from changes
+qualify row_number() over (
+  partition by {shape.key_exprs()} order by lsn desc, kafka_partition desc, kafka_offset desc) = 1
+"""
+        self.db.register("changes", changes)
+        try:
+            result = self.db.sql(sql).to_arrow_table()
+        finally:
+            self.db.unregister("changes")
+        return conform_table(result, shape.silver_schema())
+
+    def apply_silver(self, uri: str, shape: TableShape, changes: pa.Table, txns: Mapping[str, int]) -> dict[str, int]:
+        rows = self.silver_rows(shape, changes)
+        table = self.store.open(uri)
+        if table is None:
+            partition_by = [PARTITION_COLUMN] if shape.partition else None
+            self.store.append(uri, None, rows, txns, partition_by=partition_by, operation="silver-create")
+            return {"inserted": rows.num_rows, "updated": 0}
+        table = self._evolve(table, shape.silver_schema(), txns)
+        predicate = " and ".join(f"t.{_q(k)} = s.{_q(k)}" for k in shape.key_columns)
+        pruning = self._partition_filter(shape, changes)
+        if pruning:
+            predicate += f" and t.{PARTITION_COLUMN} in ({pruning})"
+        updates = {}
+        for f in rows.schema:
+            name = _q(f.name)
+            if f.name == PARTITION_COLUMN:
+                updates[name] = f"coalesce(s.{name}, t.{name})"
+            elif pa.types.is_string(f.type) and not f.name.startswith("_cdc_"):
+                updates[name] = f"case when s.{name} = {_lit(UNAVAILABLE)} then t.{name} else s.{name} end"
+            else:
+                updates[name] = f"s.{name}"
+        metrics = (
+            table.merge(
+                rows,
+                predicate,
+                source_alias="s",
+                target_alias="t",
+                merge_schema=True,
+                commit_properties=self.store.commit_properties(txns, operation="silver-merge"),
+            )
+            .when_matched_update(updates, predicate="s._cdc_lsn > t._cdc_lsn")
+            .when_not_matched_insert({_q(f.name): f"s.{_q(f.name)}" for f in rows.schema})
+            .execute()
+        )
+        return {
+            "inserted": int(metrics.get("num_target_rows_inserted", 0)),
+            "updated": int(metrics.get("num_target_rows_updated", 0)),
+        }
+
+    def _partition_filter(self, shape: TableShape, changes: pa.Table) -> str | None:
+        """Partition values a batch can touch (old and new images), or None if unknown."""
+        if not shape.partition:
+            return None
+        col = shape.partition.column
+        values: set[str] = set()
+        op = changes.column("op").to_pylist()
+        after = changes.column("after").combine_chunks().field(col).to_pylist()
+        before = changes.column("before").combine_chunks().field(col).to_pylist()
+        for o, a, b in zip(op, after, before, strict=True):
+            images = [b] if o == "d" else ([a, b] if o == "u" else [a])
+            if any(v is None for v in images):
+                return None  # e.g. a key-only before-image: cannot prune safely
+            values.update(str(v)[: shape.partition.width] for v in images)
+        return ", ".join(_lit(v) for v in sorted(values))
+
+    # ---------------------------------------------------------------- history
+    def apply_history(self, uri: str, shape: TableShape, changes: pa.Table, txns: Mapping[str, int]) -> dict[str, int]:
+        table = self.store.open(uri)
+        if table is not None:
+            table = self._evolve(table, shape.history_schema(), txns)
+        existing = self._existing_history(table, shape, changes)
+        rows = self.history_rows(shape, changes, existing)
+        if table is None:
+            self.store.append(uri, None, rows, txns, operation="history-create")
+            return {"versions": rows.num_rows}
+        keys = " and ".join(f"t.{_q(k)} = s.{_q(k)}" for k in shape.key_columns)
+        metrics = (
+            table.merge(
+                rows,
+                f"{keys} and t._cdc_lsn = s._cdc_lsn",
+                source_alias="s",
+                target_alias="t",
+                merge_schema=True,
+                commit_properties=self.store.commit_properties(txns, operation="history-merge"),
+            )
+            .when_matched_update(
+                {"valid_to": "s.valid_to", "is_current": "s.is_current"},
+                predicate="(t.valid_to is distinct from s.valid_to) or (t.is_current <> s.is_current)",
+            )
+            .when_not_matched_insert({_q(f.name): f"s.{_q(f.name)}" for f in rows.schema})
+            .execute()
+        )
+        return {"versions": int(metrics.get("num_target_rows_inserted", 0))}
+
+    def _existing_history(self, table: DeltaTable | None, shape: TableShape, changes: pa.Table) -> pa.Table:
+        schema = shape.history_schema()
+        if table is None:
+            return schema.empty_table()
+        first_key = shape.key_columns[0]
+        after = changes.column("after").combine_chunks().field(first_key)
+        before = changes.column("before").combine_chunks().field(first_key)
+        keys = pc.unique(pc.drop_null(pa.concat_arrays([after, before])))
+        dataset: ds.Dataset = table.to_pyarrow_dataset()
+        found = dataset.to_table(filter=pc.field(first_key).isin(keys))
+        return conform_table(found, schema)
+
+    def history_rows(self, shape: TableShape, changes: pa.Table, existing: pa.Table) -> pa.Table:
+        """Version chain of every key in the batch: existing versions + new ones, re-linked."""
+        keys = [_q(k) for k in shape.key_columns]
+        key_list = ", ".join(keys)
+        new_cols = ",\n    ".join(f"{shape.resolved(f.name, f.type)} as {_q(f.name)}" for f in shape.columns)
+        filled = []
+        for f in shape.columns:
+            col = _q(f.name)
+            if pa.types.is_string(f.type):
+                # an unresolved TOAST placeholder inherits the previous version's value
+                filled.append(
+                    f"nullif(last_value(case when {col} = {_lit(UNAVAILABLE)} then null "
+                    f"else coalesce({col}, {_lit(_NULL)}) end ignore nulls) over w_fill, {_lit(_NULL)}) as {col}"
+                )
+            else:
+                filled.append(col)
+        sql = f"""
+with new_versions as (
+  select
+    {new_cols},
+    lsn as _cdc_lsn, op as _cdc_op, source_ts as valid_from
+  from changes
+  qualify row_number() over (partition by {shape.key_exprs()}, lsn order by kafka_offset desc) = 1
+),
+combined as (
+  select * exclude (valid_to, is_current) from existing
+  union all by name
+  select n.* from new_versions n anti join existing e using ({key_list}, _cdc_lsn)
+),
+filled as (
+  select {", ".join(filled)}, _cdc_lsn, _cdc_op, valid_from
+  from combined
+  window w_fill as (partition by {key_list} order by _cdc_lsn rows between unbounded preceding and current row)
+)
+select *,
+  lead(valid_from) over w as valid_to,
+  lead(_cdc_lsn) over w is null and _cdc_op <> 'd' as is_current
+from filled
+window w as (partition by {key_list} order by _cdc_lsn)
+"""
+        self.db.register("changes", changes)
+        self.db.register("existing", existing)
+        try:
+            result = self.db.sql(sql).to_arrow_table()
+        finally:
+            self.db.unregister("changes")
+            self.db.unregister("existing")
+        return conform_table(result, shape.history_schema())
+
+    # ---------------------------------------------------------------- schema
+    def _evolve(self, table: DeltaTable, schema: pa.Schema, txns: Mapping[str, int]) -> DeltaTable:
+        """Rewrite the table first if a column widened; new columns are added by the MERGE."""
+        current = pa.schema(table.schema().to_arrow())
+        as_struct = pa.struct(list(current))
+        target = pa.struct(list(schema))
+        if widened_columns(as_struct, target):
+            merged = pa.schema([*schema, *(f for f in current if f.name not in schema.names)])
+            self.store.rewrite(table, merged, {})
+            table.update_incremental()
+        return table

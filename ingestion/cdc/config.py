@@ -1,0 +1,103 @@
+"""Configuration of the CDC sink, derived from the typed settings."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from lakehouse.settings import Settings
+
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+DEAD_LETTER_TABLE = "_dead_letters"
+
+
+@dataclass(frozen=True)
+class PartitionSpec:
+    """Partition a silver table by a date/time column truncated to a day or a month."""
+
+    column: str
+    granularity: Literal["day", "month"] = "month"
+
+    @property
+    def width(self) -> int:
+        """Characters of an ISO-8601 string that make up the partition value."""
+        return 10 if self.granularity == "day" else 7
+
+
+@dataclass(frozen=True)
+class CdcTopic:
+    topic: str
+    schema: str
+    table: str
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    bootstrap_servers: str
+    topic_prefix: str
+    schema: str
+    lake_bucket: str
+    storage_options: dict[str, str]
+    sink_id: str = "cdc"
+    group_id: str = "lakehouse-cdc-sink"
+    #: tables the sink accepts; a topic of any other table goes to the dead letters. None = all.
+    tables: frozenset[str] | None = None
+    partition_by: dict[str, PartitionSpec] = field(default_factory=dict)
+    max_batch_messages: int = 100_000
+    max_batch_seconds: float = 5.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: object) -> SinkConfig:
+        values: dict[str, object] = {
+            "bootstrap_servers": settings.kafka_bootstrap,
+            "topic_prefix": settings.cdc_topic_prefix,
+            "schema": settings.oltp_schema,
+            "lake_bucket": settings.lake_bucket,
+            "storage_options": settings.delta_storage_options,
+            "tables": frozenset(settings.cdc_tables),
+            "partition_by": {
+                table: PartitionSpec(column, granularity)
+                for table, (column, granularity) in settings.cdc_partition_by.items()
+            },
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+    def uri(self, layer: Literal["bronze", "silver", "history"], table: str) -> str:
+        if not (IDENTIFIER.match(table) or table == DEAD_LETTER_TABLE):
+            raise ValueError(f"invalid table name {table!r}")
+        if layer == "bronze":
+            return f"s3://{self.lake_bucket}/bronze/cdc/{table}"
+        if layer == "silver":
+            return f"s3://{self.lake_bucket}/silver/{table}"
+        return f"s3://{self.lake_bucket}/silver/{table}_history"
+
+    @property
+    def dead_letter_uri(self) -> str:
+        return self.uri("bronze", DEAD_LETTER_TABLE)
+
+    def parse_topic(self, topic: str) -> CdcTopic | None:
+        """`<prefix>.<schema>.<table>` → parts; None for topics that are not ours at all."""
+        if not topic.startswith(self.topic_prefix + "."):
+            return None
+        parts = topic[len(self.topic_prefix) + 1 :].split(".")
+        if len(parts) != 2:
+            return CdcTopic(topic, "", "")  # ours, but malformed: dead letters
+        return CdcTopic(topic, parts[0], parts[1])
+
+    def accepts(self, topic: CdcTopic) -> str | None:
+        """None if the sink handles this topic's table; otherwise why it goes to the dead letters."""
+        if topic.schema != self.schema or not IDENTIFIER.match(topic.table):
+            return f"unknown table: topic {topic.topic!r} does not name a table of schema {self.schema!r}"
+        if self.tables is not None and topic.table not in self.tables:
+            known = ", ".join(sorted(self.tables))
+            return f"unknown table {topic.schema}.{topic.table}: not in the sink's tables ({known})"
+        return None
+
+    def topic(self, table: str) -> str:
+        return f"{self.topic_prefix}.{self.schema}.{table}"
+
+    def txn_app_id(self, topic: str, partition: int) -> str:
+        """Delta `txn` application id recording the last offset of one topic partition."""
+        return f"{self.sink_id}:{topic}:{partition}"

@@ -1,0 +1,308 @@
+"""Debezium JSON envelopes (without schemas) → typed Arrow changelog rows, or dead letters.
+
+The fast path hands a whole batch to Arrow's C++ JSON reader (several times faster than
+`json.loads` per message). Messages that break it (invalid JSON, wrong shape) are isolated with
+`orjson` and become dead letters; the rest is parsed again. Arrow infers ISO-8601 strings as
+timestamps, which would change a column's type depending on the batch, so such fields are pinned
+to `string`: the lake keeps Debezium's JSON representation and dbt staging casts it.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from ingestion.cdc.schema import IncompatibleSchemaChange, conform_struct, merge_row_types
+
+#: Debezium's stand-in for an unchanged TOASTed column value.
+UNAVAILABLE = "__debezium_unavailable_value"
+OPS = ("c", "u", "d", "r")
+
+SOURCE_TYPE = pa.struct(
+    [
+        ("schema", pa.string()),
+        ("table", pa.string()),
+        ("lsn", pa.int64()),
+        ("txId", pa.int64()),
+        ("ts_ms", pa.int64()),
+        ("ts_us", pa.int64()),
+        ("snapshot", pa.string()),
+    ]
+)
+
+BRONZE_META_FIELDS: list[pa.Field] = [
+    pa.field("lsn", pa.int64()),
+    pa.field("tx_id", pa.int64()),
+    pa.field("source_ts", pa.timestamp("us", tz="UTC")),
+    pa.field("snapshot", pa.string()),
+    pa.field("kafka_topic", pa.string()),
+    pa.field("kafka_partition", pa.int32()),
+    pa.field("kafka_offset", pa.int64()),
+    pa.field("kafka_key", pa.string()),
+    pa.field("ingested_at", pa.timestamp("us", tz="UTC")),
+]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One Kafka record, detached from the client library."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    message: Message
+    error: str
+
+
+@dataclass
+class DecodedBatch:
+    """Changelog rows of one table (bronze shape) plus the messages that could not be used."""
+
+    rows: pa.Table
+    row_type: pa.StructType
+    key_columns: list[str]
+    dead_letters: list[DeadLetter]
+
+
+def bronze_schema(row_type: pa.StructType) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("op", pa.string()),
+            pa.field("before", row_type),
+            pa.field("after", row_type),
+            *BRONZE_META_FIELDS,
+        ]
+    )
+
+
+def decode(messages: list[Message], schema: str, table: str, known_row_type: pa.StructType | None) -> DecodedBatch:
+    """Decode the non-tombstone messages of one table.
+
+    Raises `IncompatibleSchemaChange` if the batch changes a column's type incompatibly.
+    """
+    dead: list[DeadLetter] = []
+    candidates = [m for m in messages if m.value is not None]
+    parsed, candidates, bad = _parse(candidates, known_row_type, table)
+    dead += bad
+    if parsed is None:
+        row_type = known_row_type or pa.struct([])
+        return DecodedBatch(bronze_schema(row_type).empty_table(), row_type, [], dead)
+
+    valid, reasons = _validate(parsed, schema, table)
+    for index in pc.indices_nonzero(pc.invert(valid)).to_pylist():
+        dead.append(DeadLetter(candidates[index], reasons[index] or "invalid envelope"))
+    parsed = parsed.filter(valid)
+    candidates = [m for m, ok in zip(candidates, valid.to_pylist(), strict=True) if ok]
+
+    batch_type = _row_type(parsed, candidates[0] if candidates else None, known_row_type)
+    row_type = merge_row_types(table, known_row_type, batch_type)
+    key_columns, key_dead = _key_columns(candidates)
+    if key_dead:
+        keep = pa.array([m not in key_dead for m in candidates])
+        dead += [DeadLetter(m, why) for m, why in key_dead.items()]
+        parsed = parsed.filter(keep)
+        candidates = [m for m in candidates if m not in key_dead]
+    rows = _to_bronze(parsed, candidates, row_type)
+    return DecodedBatch(rows, row_type, key_columns, dead)
+
+
+# ---------------------------------------------------------------------------- parsing
+def _parse(
+    messages: list[Message], known_row_type: pa.StructType | None, table: str
+) -> tuple[pa.Table | None, list[Message], list[DeadLetter]]:
+    if not messages:
+        return None, [], []
+    pinned: dict[str, pa.DataType] = {}
+    try:
+        parsed = _read_json(messages, known_row_type, pinned)
+        if parsed.num_rows == len(messages):
+            return parsed, messages, []
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    # slow path: find the broken messages one by one, parse the rest in one go
+    good: list[Message] = []
+    dead: list[DeadLetter] = []
+    for message in messages:
+        reason = _shape_error(message.value)
+        if reason:
+            dead.append(DeadLetter(message, reason))
+        else:
+            good.append(message)
+    if not good:
+        return None, [], dead
+    try:
+        return _read_json(good, known_row_type, pinned), good, dead
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    # well-formed, but a value does not fit its column's known type: infer the batch's own
+    # types and let the evolution rules decide (widening, or an incompatible change)
+    try:
+        return _read_json(good, None, pinned), good, dead
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise IncompatibleSchemaChange.within_batch(table, str(exc)) from exc
+
+
+def _read_json(
+    messages: list[Message], known_row_type: pa.StructType | None, pinned: dict[str, pa.DataType]
+) -> pa.Table:
+    payload = b"\n".join(m.value for m in messages if m.value is not None)
+    for _ in range(3):
+        row_type = _explicit_row_type(known_row_type, pinned)
+        explicit = pa.schema([("before", row_type), ("after", row_type), ("source", SOURCE_TYPE), ("op", pa.string())])
+        # unknown row fields (new columns) are inferred; timestamps among them get pinned below
+        options = pj.ParseOptions(explicit_schema=explicit, unexpected_field_behavior="infer")
+        table = pj.read_json(io.BytesIO(payload), parse_options=options)
+        table = table.select(["before", "after", "source", "op"])
+        temporal = {
+            f.name
+            for column in ("before", "after")
+            for f in table.schema.field(column).type
+            if pa.types.is_temporal(f.type) and f.name not in pinned
+        }
+        if not temporal:
+            return table
+        pinned.update(dict.fromkeys(temporal, pa.string()))
+    raise pa.ArrowInvalid("could not pin inferred timestamp fields")
+
+
+def _explicit_row_type(known: pa.StructType | None, pinned: dict[str, pa.DataType]) -> pa.StructType:
+    fields = {f.name: f.type for f in known} if known is not None else {}
+    for name, type_ in pinned.items():
+        fields.setdefault(name, type_)
+    return pa.struct(list(fields.items()))
+
+
+def _shape_error(value: bytes | None) -> str | None:
+    try:
+        envelope = orjson.loads(value or b"")
+    except orjson.JSONDecodeError as exc:
+        return f"malformed JSON: {exc}"
+    if not isinstance(envelope, dict):
+        return "malformed envelope: not a JSON object"
+    missing = [k for k in ("op", "source") if k not in envelope]
+    if missing:
+        return f"malformed envelope: missing {', '.join(missing)}"
+    for side in ("before", "after"):
+        if envelope.get(side) is not None and not isinstance(envelope[side], dict):
+            return f"malformed envelope: {side!r} is not an object"
+    if not isinstance(envelope["source"], dict):
+        return "malformed envelope: 'source' is not an object"
+    return None
+
+
+# ---------------------------------------------------------------------------- validation
+def _validate(parsed: pa.Table, schema: str, table: str) -> tuple[pa.BooleanArray, list[str | None]]:
+    op = parsed.column("op").combine_chunks()
+    source = parsed.column("source").combine_chunks()
+    before_valid = parsed.column("before").combine_chunks().is_valid()
+    after_valid = parsed.column("after").combine_chunks().is_valid()
+    checks = [
+        (pc.is_in(op, value_set=pa.array(OPS)), "unknown op (expected c, u, d or r)"),
+        (
+            pc.and_(pc.equal(source.field("schema"), schema), pc.equal(source.field("table"), table)),
+            f"envelope source does not match the topic's table {schema}.{table}",
+        ),
+        (source.field("lsn").is_valid(), "envelope has no source.lsn"),
+        (
+            pc.or_(pc.equal(op, "d"), after_valid),
+            "change without an 'after' image",
+        ),
+        (pc.or_(pc.not_equal(op, "d"), before_valid), "delete without a 'before' image"),
+    ]
+    valid = pa.array([True] * parsed.num_rows)
+    reasons: list[str | None] = [None] * parsed.num_rows
+    for check, reason in checks:
+        ok = pc.fill_null(check, False)
+        for index in pc.indices_nonzero(pc.invert(ok)).to_pylist():
+            reasons[index] = reasons[index] or reason
+        valid = pc.and_(valid, ok)
+    return valid, reasons
+
+
+def _key_columns(messages: list[Message]) -> tuple[list[str], dict[Message, str]]:
+    """Primary key columns from the Debezium key; keyless or inconsistent messages are dead."""
+    columns: list[str] | None = None
+    dead: dict[Message, str] = {}
+    for message in messages:
+        try:
+            key = orjson.loads(message.key) if message.key is not None else None
+        except orjson.JSONDecodeError:
+            dead[message] = "malformed key JSON"
+            continue
+        if not isinstance(key, dict) or not key:
+            dead[message] = "message has no primary key (silver needs one)"
+            continue
+        names = list(key)
+        if columns is None:
+            columns = names
+        elif names != columns:
+            dead[message] = f"key columns {names} differ from {columns}"
+    return columns or [], dead
+
+
+def _row_type(parsed: pa.Table, sample: Message | None, known: pa.StructType | None) -> pa.StructType:
+    """Row type of the valid rows: known columns first, new ones in the source's column order.
+
+    A new column that is null in every valid row is left out until a value shows up (so fields
+    of dead-lettered envelopes never leak into the table).
+    """
+    merged = merge_row_types("", parsed.schema.field("before").type, parsed.schema.field("after").type)
+    known_names = {f.name for f in known} if known is not None else set()
+    order: list[str] = []
+    if sample is not None and sample.value is not None:
+        envelope = orjson.loads(sample.value)
+        order = list((envelope.get("after") or envelope.get("before") or {}).keys())
+    position = {name: i for i, name in enumerate(order)}
+    fields = []
+    for f in merged:
+        if f.name in known_names:
+            fields.append(f)
+            continue
+        values = [
+            column.field(f.name)
+            for column in (parsed.column(side).combine_chunks() for side in ("before", "after"))
+            if pa.types.is_struct(column.type) and column.type.get_field_index(f.name) >= 0
+        ]
+        if any(pc.sum(v.is_valid()).as_py() for v in values):
+            fields.append(f)
+    known_order = [f.name for f in known] if known is not None else []
+    fields.sort(
+        key=lambda f: (0, known_order.index(f.name)) if f.name in known_names else (1, position.get(f.name, 1 << 30))
+    )
+    return pa.struct(fields)
+
+
+def _to_bronze(parsed: pa.Table, messages: list[Message], row_type: pa.StructType) -> pa.Table:
+    source = parsed.column("source").combine_chunks()
+    ts_us = pc.coalesce(source.field("ts_us"), pc.multiply(source.field("ts_ms"), 1000))
+    now = datetime.now(UTC)
+    n = parsed.num_rows
+    return pa.Table.from_arrays(
+        [
+            parsed.column("op").combine_chunks(),
+            conform_struct(parsed.column("before").combine_chunks(), row_type),
+            conform_struct(parsed.column("after").combine_chunks(), row_type),
+            source.field("lsn"),
+            source.field("txId"),
+            pc.cast(ts_us, pa.timestamp("us", tz="UTC")),
+            source.field("snapshot"),
+            pa.array([m.topic for m in messages], pa.string()),
+            pa.array([m.partition for m in messages], pa.int32()),
+            pa.array([m.offset for m in messages], pa.int64()),
+            pa.array([m.key.decode("utf-8", "replace") if m.key else None for m in messages], pa.string()),
+            pa.array([now] * n, pa.timestamp("us", tz="UTC")),
+        ],
+        schema=bronze_schema(row_type),
+    )

@@ -1,0 +1,83 @@
+"""Delta Lake operations of the sink: fenced commits, transaction versions, schema rewrites.
+
+Every sink commit uses `max_commit_retries=0`: delta-rs would otherwise retry an append on top
+of a commit made by someone else in the meantime (two sinks on the same partition → duplicates).
+With no retries the commit only lands on exactly the version we read our progress from; a
+`CommitFailedError` means "someone else moved the table: re-read and decide again".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
+
+from ingestion.cdc.schema import conform_table
+
+__all__ = ["CommitFailedError", "DeltaStore"]
+
+
+class DeltaStore:
+    """Opens and writes the sink's Delta tables with one set of storage options."""
+
+    def __init__(self, storage_options: Mapping[str, str]) -> None:
+        self.storage_options = dict(storage_options)
+
+    def open(self, uri: str) -> DeltaTable | None:
+        try:
+            return DeltaTable(uri, storage_options=self.storage_options)
+        except TableNotFoundError:
+            return None
+
+    @staticmethod
+    def commit_properties(txns: Mapping[str, int], **metadata: str) -> CommitProperties:
+        return CommitProperties(
+            max_commit_retries=0,
+            app_transactions=[Transaction(app_id=app_id, version=v) for app_id, v in txns.items()],
+            custom_metadata={f"lakehouse.{k}": v for k, v in metadata.items()} or None,
+        )
+
+    @staticmethod
+    def txn_version(table: DeltaTable | None, app_id: str) -> int | None:
+        if table is None:
+            return None
+        return table.transaction_version(app_id)
+
+    def append(
+        self,
+        uri: str,
+        table: DeltaTable | None,
+        rows: pa.Table,
+        txns: Mapping[str, int],
+        partition_by: list[str] | None = None,
+        **metadata: str,
+    ) -> None:
+        """Append `rows` (creating the table if needed), adding new columns to the schema."""
+        target: str | DeltaTable = uri if table is None else table
+        write_deltalake(
+            target,
+            rows,
+            mode="append",
+            schema_mode="merge" if table is not None else None,
+            partition_by=partition_by if table is None else None,
+            storage_options=self.storage_options if table is None else None,
+            commit_properties=self.commit_properties(txns, **metadata),
+        )
+
+    def rewrite(self, table: DeltaTable, schema: pa.Schema, txns: Mapping[str, int]) -> None:
+        """Rewrite a whole table with a widened schema (e.g. int64 → float64).
+
+        delta-rs would silently cast new float values into an int64 column, so a widening is a
+        rewrite: read everything, cast, overwrite in one commit (the `txn` state is kept).
+        """
+        data = conform_table(table.to_pyarrow_table(), schema)
+        write_deltalake(
+            table,
+            data,
+            mode="overwrite",
+            schema_mode="overwrite",
+            partition_by=table.metadata().partition_columns or None,
+            commit_properties=self.commit_properties(txns, operation="widen-schema"),
+        )

@@ -1,0 +1,524 @@
+"""The exactly-once CDC sink: Kafka topics → bronze changelog → silver + history Delta tables.
+
+Progress lives in Delta, not in Kafka: every bronze commit carries one `txn` per (sink, topic,
+partition) whose version is the last offset written; silver and history commits carry their own.
+On start the sink seeks each partition to bronze's version + 1; silver/history lagging behind
+bronze (a crash between commits) are repaired from bronze. Kafka group offsets are committed after
+the Delta commits and only serve lag monitoring. Commits are fenced (see `lake.py`), so a Dagster
+run and `lakehouse cdc sink --follow` can run at the same time and still write everything once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka.admin import AdminClient
+from deltalake import DeltaTable
+
+from ingestion.cdc.apply import Applier, TableShape
+from ingestion.cdc.config import CdcTopic, SinkConfig
+from ingestion.cdc.decode import DeadLetter, Message, bronze_schema, decode
+from ingestion.cdc.lake import CommitFailedError, DeltaStore
+from ingestion.cdc.schema import IncompatibleSchemaChange, widened_columns
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER_SCHEMA = pa.schema(
+    [
+        pa.field("topic", pa.string()),
+        pa.field("partition", pa.int32()),
+        pa.field("offset", pa.int64()),
+        pa.field("key", pa.binary()),
+        pa.field("value", pa.binary()),
+        pa.field("error", pa.string()),
+        pa.field("ingested_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+MAX_COMMIT_ATTEMPTS = 20
+
+
+@dataclass
+class TableReport:
+    """What one sink pass did to one table (becomes Dagster materialization metadata)."""
+
+    table: str
+    changes: int = 0
+    silver_inserted: int = 0
+    silver_updated: int = 0
+    history_versions: int = 0
+    dead_letters: int = 0
+    tombstones: int = 0
+    last_offsets: dict[int, int] = field(default_factory=dict)
+    latest_source_ts: datetime | None = None
+    error: str | None = None
+
+    def absorb(self, other: TableReport) -> None:
+        self.changes += other.changes
+        self.silver_inserted += other.silver_inserted
+        self.silver_updated += other.silver_updated
+        self.history_versions += other.history_versions
+        self.dead_letters += other.dead_letters
+        self.tombstones += other.tombstones
+        self.last_offsets.update(other.last_offsets)
+        if other.latest_source_ts and (not self.latest_source_ts or other.latest_source_ts > self.latest_source_ts):
+            self.latest_source_ts = other.latest_source_ts
+        self.error = other.error or self.error
+
+
+@dataclass
+class SinkReport:
+    tables: dict[str, TableReport] = field(default_factory=dict)
+    messages: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+
+    def table(self, name: str) -> TableReport:
+        return self.tables.setdefault(name, TableReport(name))
+
+
+class CdcSink:
+    """Consumes the CDC topics and applies them to the lake exactly once."""
+
+    def __init__(self, config: SinkConfig, checkpoint: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        #: called at named points of a batch ("bronze-commit:before", ...); tests inject crashes here
+        self.checkpoint = checkpoint or (lambda _point: None)
+        self.store = DeltaStore(config.storage_options)
+        self.applier = Applier(self.store)
+        self.blocked: dict[str, str] = {}
+        self._consumer: Consumer | None = None
+        self._assigned: dict[tuple[str, int], bool] = {}  # (topic, partition) -> reached EOF
+        self._row_types: dict[str, pa.StructType] = {}
+        self._keys: dict[str, list[str]] = {}
+        self._partitions: dict[str, set[int]] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    def __enter__(self) -> CdcSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def consumer(self) -> Consumer:
+        if self._consumer is None:
+            self._consumer = Consumer(
+                {
+                    "bootstrap.servers": self.config.bootstrap_servers,
+                    "group.id": self.config.group_id,
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "enable.partition.eof": True,
+                    "auto.offset.reset": "earliest",
+                    "session.timeout.ms": 6000,
+                    "queued.max.messages.kbytes": 262144,
+                    "fetch.max.bytes": 104857600,
+                    "log_level": 3,
+                }
+            )
+        return self._consumer
+
+    # ------------------------------------------------------------------ discovery
+    def discover(self, tables: Iterable[str] | None = None) -> dict[str, list[int]]:
+        """Topics (with partitions) under the prefix; restricted to `tables` if given."""
+        admin = AdminClient({"bootstrap.servers": self.config.bootstrap_servers})
+        metadata = admin.list_topics(timeout=10)
+        wanted = set(tables) if tables is not None else None
+        found: dict[str, list[int]] = {}
+        for name, topic in metadata.topics.items():
+            parsed = self.config.parse_topic(name)
+            if parsed is None or topic.error is not None:
+                continue
+            if wanted is not None and parsed.table not in wanted:
+                continue
+            found[name] = sorted(topic.partitions)
+        return found
+
+    def committed_offset(self, topic: str, partition: int) -> int | None:
+        """Last offset of a partition that is in the lake (bronze or dead letters)."""
+        app_id = self.config.txn_app_id(topic, partition)
+        parsed = self.config.parse_topic(topic)
+        versions = [self.store.txn_version(self.store.open(self.config.dead_letter_uri), app_id)]
+        if parsed is not None and self.config.accepts(parsed) is None:
+            versions.append(self.store.txn_version(self.store.open(self.config.uri("bronze", parsed.table)), app_id))
+        known = [v for v in versions if v is not None]
+        return max(known) if known else None
+
+    def _assign(self, topics: dict[str, list[int]]) -> None:
+        new = [(t, p) for t, parts in topics.items() for p in parts if (t, p) not in self._assigned]
+        if not new:
+            return
+        assignments = []
+        for topic, partition in new:
+            committed = self.committed_offset(topic, partition)
+            offset = committed + 1 if committed is not None else OFFSET_BEGINNING
+            assignments.append(TopicPartition(topic, partition, offset))
+            self._assigned[(topic, partition)] = False
+        self.consumer.incremental_assign(assignments)
+
+    # ------------------------------------------------------------------ running
+    def run_once(self, tables: Iterable[str] | None = None, timeout: float = 300.0) -> SinkReport:
+        """Apply everything currently in the topics (until end of every partition), then return."""
+        started = time.monotonic()
+        report = SinkReport()
+        wanted = list(tables) if tables is not None else None
+        self.catch_up(wanted, report)
+        self._assign(self.discover(wanted))
+        while self._assigned and not all(self._assigned.values()):
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"CDC sink did not reach the end of its topics within {timeout:.0f} s")
+            self._batch(report)
+        report.seconds = time.monotonic() - started
+        return report
+
+    def follow(
+        self,
+        stop: threading.Event,
+        tables: Iterable[str] | None = None,
+        on_batch: Callable[[SinkReport], None] | None = None,
+        rediscover_seconds: float = 10.0,
+    ) -> None:
+        """Apply changes continuously (low latency) until `stop` is set."""
+        wanted = list(tables) if tables is not None else None
+        self.catch_up(wanted, SinkReport())
+        last_discovery = 0.0
+        while not stop.is_set():
+            if time.monotonic() - last_discovery > rediscover_seconds:
+                self._assign(self.discover(wanted))
+                last_discovery = time.monotonic()
+            report = SinkReport()
+            started = time.monotonic()
+            self._batch(report)
+            report.seconds = time.monotonic() - started
+            if report.messages and on_batch:
+                on_batch(report)
+            if not report.messages:
+                stop.wait(0.05)
+
+    def _batch(self, report: SinkReport) -> None:
+        """Poll one micro-batch and apply it."""
+        deadline = time.monotonic() + self.config.max_batch_seconds
+        messages: list[Message] = []
+        while len(messages) < self.config.max_batch_messages and time.monotonic() < deadline:
+            polled = self.consumer.consume(num_messages=10_000, timeout=0.2)
+            if not polled:
+                if not self._assigned or all(self._assigned.values()) or messages:
+                    break
+                continue
+            for record in polled:
+                error = record.error()
+                position = (str(record.topic()), int(record.partition() or 0))
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        self._assigned[position] = True
+                        continue
+                    raise RuntimeError(f"Kafka error: {error}")
+                self._assigned[position] = False
+                messages.append(Message(*position, int(record.offset() or 0), record.key(), record.value()))
+            if all(self._assigned.values()):
+                break
+        if not messages:
+            return
+        report.batches += 1
+        report.messages += len(messages)
+        self.apply(messages, report)
+        self.checkpoint("kafka-commit:before")
+        self._commit_kafka_offsets(messages)
+
+    # ------------------------------------------------------------------ applying
+    def apply(self, messages: list[Message], report: SinkReport) -> None:
+        """Apply a batch of raw messages (public for tests that craft their own deliveries)."""
+        by_topic: dict[str, list[Message]] = defaultdict(list)
+        for message in messages:
+            by_topic[message.topic].append(message)
+        for topic, batch in by_topic.items():
+            parsed = self.config.parse_topic(topic) or CdcTopic(topic, "", "")
+            reason = self.config.accepts(parsed)
+            if reason is not None:
+                dead = [DeadLetter(m, reason) for m in batch if m.value is not None]
+                self._write_dead_letters(dead, progress=_last_offsets(batch))
+                report.dead_letters += len(dead)
+                continue
+            table_report = report.table(parsed.table)
+            if parsed.table in self.blocked:
+                table_report.error = self.blocked[parsed.table]
+                continue
+            try:
+                table_report.absorb(self._apply_table(parsed, batch))
+            except IncompatibleSchemaChange as exc:
+                self.blocked[parsed.table] = str(exc)
+                table_report.error = str(exc)
+                self._pause(topic)
+                log.error("%s", exc)
+            report.dead_letters += table_report.dead_letters
+
+    def _apply_table(self, topic: CdcTopic, batch: list[Message]) -> TableReport:
+        report = TableReport(topic.table)
+        report.tombstones = sum(1 for m in batch if m.value is None)
+        bronze_uri = self.config.uri("bronze", topic.table)
+        partitions = sorted({m.partition for m in batch})
+        self._partitions.setdefault(topic.table, set()).update(partitions)
+        for _attempt in range(MAX_COMMIT_ATTEMPTS):
+            bronze = self.store.open(bronze_uri)
+            before = {p: self._progress(bronze, topic.topic, p) for p in partitions}
+            fresh = [m for m in batch if m.offset > before[m.partition]]
+            if not fresh:
+                decoded = None
+                break  # another sink already wrote all of it
+            known = self._row_type(topic.table, bronze)
+            decoded = decode(fresh, topic.schema, topic.table, known)
+            self._write_dead_letters(decoded.dead_letters)
+            progress = _last_offsets(fresh)
+            txns = {self.config.txn_app_id(topic.topic, p): o for p, o in progress.items()}
+            try:
+                if bronze is None and decoded.rows.num_rows == 0:
+                    # nothing valid yet: the dead-letter table records how far we got
+                    self._write_dead_letters([], progress=progress, topic=topic.topic)
+                else:
+                    if bronze is not None and known is not None and widened_columns(known, decoded.row_type):
+                        self.store.rewrite(bronze, bronze_schema(decoded.row_type), {})
+                        bronze.update_incremental()
+                    self.checkpoint("bronze-commit:before")
+                    self.store.append(bronze_uri, bronze, decoded.rows, txns, operation="bronze-append")
+                    self.checkpoint("bronze-commit:after")
+            except CommitFailedError:
+                log.info("bronze commit of %s raced with another writer; retrying", topic.table)
+                continue
+            self._row_types[topic.table] = decoded.row_type
+            if decoded.key_columns:
+                self._keys.setdefault(topic.table, decoded.key_columns)
+            report.changes = decoded.rows.num_rows
+            report.dead_letters = len(decoded.dead_letters)
+            report.last_offsets = progress
+            if decoded.rows.num_rows:
+                report.latest_source_ts = pc.max(decoded.rows.column("source_ts")).as_py()
+            break
+        else:
+            raise RuntimeError(f"could not commit bronze for {topic.table} after {MAX_COMMIT_ATTEMPTS} attempts")
+        fast = (decoded.rows, before) if decoded is not None else None
+        silver, history = self._apply_downstream(topic.table, fast)
+        report.silver_inserted, report.silver_updated = silver.get("inserted", 0), silver.get("updated", 0)
+        report.history_versions = history.get("versions", 0)
+        return report
+
+    def _apply_downstream(
+        self, table: str, fast: tuple[pa.Table, dict[int, int]] | None = None
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        """Bring silver and history up to bronze's offsets.
+
+        `fast` is the batch just appended to bronze with the progress it started from: when the
+        target is exactly there, the rows are used from memory; otherwise (after a crash, or
+        another sink) the missing range is read back from bronze.
+        """
+        bronze = self.store.open(self.config.uri("bronze", table))
+        row_type = self._row_type(table, bronze)
+        if bronze is None or row_type is None:
+            return {}, {}
+        keys = self._keys.get(table) or _keys_from_bronze(bronze)
+        if not keys:
+            return {}, {}
+        self._keys[table] = keys
+        shape = TableShape(table, row_type, keys, self.config.partition_by.get(table))
+        topic = self.config.topic(table)
+        partitions = sorted(self._partitions.get(table) or self._topic_partitions(topic))
+        results = []
+        for layer, apply in (("silver", self.applier.apply_silver), ("history", self.applier.apply_history)):
+            uri = self.config.uri(layer, table)  # type: ignore[arg-type]
+            result: dict[str, int] = {}
+            for _attempt in range(MAX_COMMIT_ATTEMPTS):
+                target = self.store.open(uri)
+                ranges = self._pending_ranges(bronze, target, topic, partitions)
+                if not ranges:
+                    break
+                txns = {self.config.txn_app_id(topic, p): hi for p, (_lo, hi) in ranges.items()}
+                if fast is not None and all(lo == fast[1].get(p) for p, (lo, _hi) in ranges.items()):
+                    changes = fast[0]
+                else:
+                    changes = self._read_bronze(bronze, topic, ranges)
+                try:
+                    self.checkpoint(f"{layer}-merge:start")
+                    result = apply(uri, shape, changes, txns) if changes.num_rows else self._record(uri, target, txns)
+                    break
+                except CommitFailedError:
+                    log.info("%s commit of %s raced with another writer; retrying", layer, table)
+            else:
+                raise RuntimeError(f"could not commit {layer} for {table} after {MAX_COMMIT_ATTEMPTS} attempts")
+            results.append(result)
+        return results[0], results[1]
+
+    def _pending_ranges(
+        self, bronze: DeltaTable, target: DeltaTable | None, topic: str, partitions: list[int]
+    ) -> dict[int, tuple[int, int]]:
+        """Per partition, the offsets (applied, in bronze] that `target` has not seen yet."""
+        ranges = {}
+        for partition in partitions:
+            app_id = self.config.txn_app_id(topic, partition)
+            in_bronze = self.store.txn_version(bronze, app_id)
+            applied = self.store.txn_version(target, app_id)
+            applied = -1 if applied is None else applied
+            if in_bronze is not None and in_bronze > applied:
+                ranges[partition] = (applied, in_bronze)
+        return ranges
+
+    @staticmethod
+    def _read_bronze(bronze: DeltaTable, topic: str, ranges: dict[int, tuple[int, int]]) -> pa.Table:
+        condition = None
+        for partition, (lo, hi) in ranges.items():
+            part = (
+                (pc.field("kafka_partition") == partition)
+                & (pc.field("kafka_offset") > lo)
+                & (pc.field("kafka_offset") <= hi)
+            )
+            condition = part if condition is None else condition | part
+        return bronze.to_pyarrow_dataset().to_table(filter=(pc.field("kafka_topic") == topic) & condition)
+
+    def _record(self, uri: str, target: DeltaTable | None, txns: dict[str, int]) -> dict[str, int]:
+        """Only tombstones/dead letters in the range: record the progress, change nothing."""
+        if target is not None:
+            schema = pa.schema(target.schema().to_arrow())
+            self.store.append(uri, target, schema.empty_table(), txns, operation="progress")
+        return {}
+
+    def catch_up(self, tables: Iterable[str] | None, report: SinkReport) -> None:
+        """Repair silver/history left behind bronze (e.g. after a crash between commits)."""
+        for table in tables if tables is not None else (self.config.tables or []):
+            if table in self.blocked:
+                continue
+            silver, history = self._apply_downstream(table)
+            if silver or history:
+                entry = report.table(table)
+                entry.silver_inserted += silver.get("inserted", 0)
+                entry.silver_updated += silver.get("updated", 0)
+                entry.history_versions += history.get("versions", 0)
+
+    def _topic_partitions(self, topic: str) -> list[int]:
+        metadata = AdminClient({"bootstrap.servers": self.config.bootstrap_servers}).list_topics(topic, timeout=10)
+        found = metadata.topics.get(topic)
+        if found is None or found.error is not None:
+            return []
+        return sorted(found.partitions)
+
+    # ------------------------------------------------------------------ helpers
+    def _progress(self, bronze: DeltaTable | None, topic: str, partition: int) -> int:
+        app_id = self.config.txn_app_id(topic, partition)
+        versions = [
+            self.store.txn_version(bronze, app_id),
+            self.store.txn_version(self.store.open(self.config.dead_letter_uri), app_id),
+        ]
+        known = [v for v in versions if v is not None]
+        return max(known) if known else -1
+
+    def _row_type(self, table: str, bronze: DeltaTable | None) -> pa.StructType | None:
+        if bronze is not None:
+            schema = pa.schema(bronze.schema().to_arrow())
+            row_type = schema.field("after").type
+            self._row_types[table] = row_type
+            return row_type
+        return self._row_types.get(table)
+
+    def _write_dead_letters(
+        self, dead: list[DeadLetter], progress: dict[int, int] | None = None, topic: str | None = None
+    ) -> None:
+        """Insert dead letters once (merge on topic/partition/offset); optionally record progress."""
+        if not dead and not progress:
+            return
+        now = datetime.now(UTC)
+        rows = pa.Table.from_pylist(
+            [
+                {
+                    "topic": d.message.topic,
+                    "partition": d.message.partition,
+                    "offset": d.message.offset,
+                    "key": d.message.key,
+                    "value": d.message.value,
+                    "error": d.error,
+                    "ingested_at": now,
+                }
+                for d in dead
+            ],
+            schema=DEAD_LETTER_SCHEMA,
+        )
+        progress_topic = topic or (dead[0].message.topic if dead else None)
+        txns = (
+            {self.config.txn_app_id(progress_topic, p): o for p, o in (progress or {}).items()}
+            if progress_topic
+            else {}
+        )
+        uri = self.config.dead_letter_uri
+        for _attempt in range(MAX_COMMIT_ATTEMPTS):
+            table = self.store.open(uri)
+            try:
+                if table is None:
+                    self.store.append(uri, None, rows, txns, operation="dead-letters")
+                else:
+                    (
+                        table.merge(
+                            rows,
+                            "t.topic = s.topic and t.partition = s.partition and t.offset = s.offset",
+                            source_alias="s",
+                            target_alias="t",
+                            commit_properties=self.store.commit_properties(txns, operation="dead-letters"),
+                        )
+                        .when_not_matched_insert_all()
+                        .execute()
+                    )
+                return
+            except CommitFailedError:
+                continue
+        raise RuntimeError("could not commit dead letters")
+
+    def _pause(self, topic: str) -> None:
+        partitions = [TopicPartition(t, p) for (t, p) in self._assigned if t == topic]
+        if partitions and self._consumer is not None:
+            self._consumer.pause(partitions)
+            for t, p in list(self._assigned):
+                if t == topic:
+                    self._assigned[(t, p)] = True  # nothing more will come from a paused partition
+
+    def _commit_kafka_offsets(self, messages: list[Message]) -> None:
+        """Group offsets are for lag monitoring only: failures here lose nothing."""
+        last: dict[tuple[str, int], int] = {}
+        for m in messages:
+            last[(m.topic, m.partition)] = max(m.offset, last.get((m.topic, m.partition), -1))
+        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=True)
+        except Exception as exc:
+            log.debug("could not commit Kafka offsets: %s", exc)
+
+
+def _last_offsets(messages: Iterable[Message]) -> dict[int, int]:
+    last: dict[int, int] = {}
+    for m in messages:
+        last[m.partition] = max(m.offset, last.get(m.partition, -1))
+    return last
+
+
+def _parse_app_id(app_id: str, sink_id: str) -> tuple[str, int]:
+    rest = app_id[len(sink_id) + 1 :]
+    topic, _, partition = rest.rpartition(":")
+    return topic, int(partition)
+
+
+def _keys_from_bronze(bronze: DeltaTable) -> list[str]:
+    """Primary key columns, from the Debezium key of a stored change."""
+    sample = bronze.to_pyarrow_dataset().head(1, columns=["kafka_key"])
+    if sample.num_rows == 0 or sample.column("kafka_key")[0].as_py() is None:
+        return []
+    return list(orjson.loads(sample.column("kafka_key")[0].as_py()))

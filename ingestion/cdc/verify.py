@@ -1,0 +1,128 @@
+"""Reconcile a silver table with its PostgreSQL source, row by row.
+
+Both sides are rendered as text in Debezium's JSON representation (numeric as plain decimal,
+timestamptz as `YYYY-MM-DDTHH:MM:SS.ffffffZ`, booleans as true/false, jsonb as PostgreSQL's
+text) and compared as a multiset of rows keyed by primary key. Used by the tests, by a Dagster
+asset check and by `lakehouse cdc verify`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from ingestion.cdc.config import SinkConfig
+from lakehouse import duck
+from lakehouse.settings import Settings
+
+
+@dataclass
+class TableDiff:
+    table: str
+    source_rows: int
+    silver_rows: int
+    missing: list[tuple[str, ...]] = field(default_factory=list)  # keys in source, not in silver
+    extra: list[tuple[str, ...]] = field(default_factory=list)  # keys in silver, not in source
+    different: list[tuple[str, ...]] = field(default_factory=list)  # same key, other values
+
+    @property
+    def equal(self) -> bool:
+        return not (self.missing or self.extra or self.different)
+
+    @property
+    def source_hash(self) -> str:
+        return self._hash
+
+    _hash: str = ""
+
+    def summary(self) -> str:
+        if self.equal:
+            return f"{self.table}: {self.source_rows} rows, identical"
+        return (
+            f"{self.table}: source {self.source_rows} rows, silver {self.silver_rows}; "
+            f"missing {len(self.missing)} {self.missing[:3]}, extra {len(self.extra)} {self.extra[:3]}, "
+            f"different {len(self.different)} {self.different[:3]}"
+        )
+
+
+def _pg_expr(column: str, data_type: str) -> sql.Composable:
+    ident = sql.Identifier(column)
+    if data_type == "timestamp with time zone":
+        return sql.SQL("""to_char({} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')""").format(ident)
+    if data_type == "boolean":
+        return sql.SQL("case when {0} then 'true' when not {0} then 'false' end").format(ident)
+    return sql.SQL("{}::text").format(ident)
+
+
+def source_rows(settings: Settings, table: str) -> tuple[list[str], list[str], dict[tuple[str, ...], tuple]]:
+    """(columns, key columns, rows by key) of the PostgreSQL table, rendered as text."""
+    with psycopg.connect(settings.postgres_dsn) as conn:
+        columns = conn.execute(
+            "select column_name, data_type from information_schema.columns "
+            "where table_schema = %s and table_name = %s order by ordinal_position",
+            (settings.oltp_schema, table),
+        ).fetchall()
+        if not columns:
+            raise ValueError(f"unknown table {settings.oltp_schema}.{table}")
+        keys = [
+            r[0]
+            for r in conn.execute(
+                "select a.attname from pg_index i join pg_attribute a "
+                "on a.attrelid = i.indrelid and a.attnum = any(i.indkey) "
+                "where i.indrelid = %s::regclass and i.indisprimary order by array_position(i.indkey, a.attnum)",
+                (f"{settings.oltp_schema}.{table}",),
+            ).fetchall()
+        ]
+        query = sql.SQL("select {} from {}.{}").format(
+            sql.SQL(", ").join(_pg_expr(name, kind) for name, kind in columns),
+            sql.Identifier(settings.oltp_schema),
+            sql.Identifier(table),
+        )
+        rows = conn.execute(query).fetchall()
+    names = [c[0] for c in columns]
+    positions = [names.index(k) for k in keys]
+    return names, keys, {tuple(r[p] for p in positions): tuple(r) for r in rows}
+
+
+def silver_rows(settings: Settings, table: str, columns: list[str], keys: list[str]) -> dict[tuple[str, ...], tuple]:
+    uri = SinkConfig.from_settings(settings).uri("silver", table)
+    select = ", ".join(f"case when {_dq(c)} is null then null else cast({_dq(c)} as varchar) end" for c in columns)
+    con = duck.connect(settings)
+    try:
+        available = {r[0] for r in con.sql(f"describe select * from delta_scan('{uri}')").fetchall()}
+        missing_columns = [c for c in columns if c not in available]
+        if missing_columns:
+            raise ValueError(f"silver {table} lacks columns {missing_columns}")
+        rows = con.sql(f"select {select} from delta_scan('{uri}') where not _cdc_deleted").fetchall()
+    finally:
+        con.close()
+    positions = [columns.index(k) for k in keys]
+    result: dict[tuple[str, ...], tuple] = {}
+    for row in rows:
+        key = tuple(row[p] for p in positions)
+        if key in result:
+            raise AssertionError(f"silver {table} holds key {key} twice")
+        result[key] = tuple(row)
+    return result
+
+
+def _dq(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def compare_table(settings: Settings, table: str) -> TableDiff:
+    """Row-by-row comparison of `shop.<table>` with `silver/<table>` (current state)."""
+    columns, keys, source = source_rows(settings, table)
+    silver = silver_rows(settings, table, columns, keys)
+    diff = TableDiff(table, len(source), len(silver))
+    diff.missing = sorted(k for k in source if k not in silver)
+    diff.extra = sorted(k for k in silver if k not in source)
+    diff.different = sorted(k for k in source if k in silver and source[k] != silver[k])
+    digest = hashlib.sha256()
+    for key in sorted(source):
+        digest.update(repr(source[key]).encode())
+    diff._hash = digest.hexdigest()
+    return diff

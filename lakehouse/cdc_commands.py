@@ -1,0 +1,137 @@
+"""`lakehouse cdc ...`: run the Debezium publisher and the Delta sink from the command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from lakehouse.settings import get_settings
+
+cdc_app = typer.Typer(help="Change data capture: Debezium publisher and the exactly-once Delta sink.")
+console = Console()
+
+CRASH_POINTS = (
+    "bronze-commit:before",
+    "bronze-commit:after",
+    "silver-merge:start",
+    "history-merge:start",
+    "kafka-commit:before",
+)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+@cdc_app.command()
+def publish() -> None:
+    """Run Debezium's PostgreSQL connector (embedded) and publish changes to Kafka until stopped."""
+    from ingestion.cdc.publisher import CdcPublisher
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = _stop_on_signals()
+    publisher = CdcPublisher(get_settings())
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            publisher.run(stop)
+        except BaseException as exc:  # reported by the main thread
+            failure.append(exc)
+        finally:
+            stop.set()
+
+    # the engine blocks inside Java; the main thread stays in Python so signals are handled
+    engine = threading.Thread(target=run, name="debezium-engine")
+    engine.start()
+    while not stop.wait(0.5):
+        pass
+    engine.join(30)
+    stats = publisher.handler.stats
+    console.print(f"published {stats.records} records ({stats.tombstones} tombstones) in {stats.batches} batches")
+    if failure:
+        console.print(f"[red]publisher failed:[/] {failure[0]}")
+        os._exit(1)  # the JVM cannot be shut down cleanly after an engine failure
+    os._exit(0)
+
+
+@cdc_app.command()
+def sink(
+    follow: Annotated[bool, typer.Option("--follow", help="Keep applying changes until stopped.")] = False,
+    table: Annotated[list[str] | None, typer.Option("--table", "-t", help="Only these tables.")] = None,
+    crash_at: Annotated[
+        str | None, typer.Option(hidden=True, help="Testing: SIGKILL this process at a named point.")
+    ] = None,
+    crash_delay: Annotated[float, typer.Option(hidden=True)] = 0.0,
+) -> None:
+    """Apply the CDC topics to bronze, silver and history Delta tables (exactly once)."""
+    from ingestion.cdc.config import SinkConfig
+    from ingestion.cdc.sink import CdcSink, SinkReport
+
+    if crash_at is not None and crash_at not in CRASH_POINTS:
+        raise typer.BadParameter(f"--crash-at must be one of {', '.join(CRASH_POINTS)}")
+
+    def checkpoint(point: str) -> None:
+        if point != crash_at:
+            return
+        if crash_delay:
+            threading.Timer(crash_delay, os.kill, (os.getpid(), signal.SIGKILL)).start()
+        else:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    config = SinkConfig.from_settings(settings)
+    with CdcSink(config, checkpoint=checkpoint) as cdc_sink:
+        if follow:
+            stop = _stop_on_signals()
+
+            def show(report: SinkReport) -> None:
+                changes = sum(t.changes for t in report.tables.values())
+                console.print(f"{time.strftime('%H:%M:%S')} applied {changes} changes in {report.seconds:.2f} s")
+
+            cdc_sink.follow(stop, tables=table, on_batch=show)
+            return
+        report = cdc_sink.run_once(tables=table)
+    summary = {
+        name: {
+            "changes": t.changes,
+            "silver_inserted": t.silver_inserted,
+            "silver_updated": t.silver_updated,
+            "history_versions": t.history_versions,
+            "dead_letters": t.dead_letters,
+            "error": t.error,
+        }
+        for name, t in sorted(report.tables.items())
+    }
+    console.print_json(
+        json.dumps(
+            {
+                "messages": report.messages,
+                "seconds": round(report.seconds, 2),
+                "dead_letters": report.dead_letters,
+                "tables": summary,
+            }
+        )
+    )
+    if any(t.error for t in report.tables.values()):
+        raise typer.Exit(1)
+
+
+@cdc_app.command("drop-slot")
+def drop_slot() -> None:
+    """Drop the replication slot and publication (they retain WAL while nothing consumes them)."""
+    from ingestion.cdc.publisher import drop_slot as drop
+
+    console.print("dropped" if drop(get_settings()) else "no slot to drop")
