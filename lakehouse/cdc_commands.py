@@ -129,6 +129,22 @@ def sink(
         raise typer.Exit(1)
 
 
+@cdc_app.command()
+def rebuild(table: Annotated[str, typer.Argument(help="Captured table, e.g. inventory.")]) -> None:
+    """Drop a table's bronze/silver/history so the next sink run rebuilds it from its topic."""
+    from ingestion.cdc.config import SinkConfig
+    from ingestion.cdc.sink import CdcSink
+
+    try:
+        with CdcSink(SinkConfig.from_settings(get_settings())) as cdc_sink:
+            dropped = cdc_sink.rebuild(table)
+    except ValueError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    console.print("dropped: " + (", ".join(dropped) if dropped else "nothing (no lake tables yet)"))
+    console.print("run `lakehouse cdc sink` to replay the topic")
+
+
 @cdc_app.command("drop-slot")
 def drop_slot() -> None:
     """Drop the replication slot and publication (they retain WAL while nothing consumes them)."""

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import json
+import sys
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -97,6 +101,41 @@ from lakehouse.synthetic.commands import register as _register_synthetic_command
 
 app.add_typer(cdc_app, name="cdc")
 _register_synthetic_commands(app)
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@app.command()
+def query(
+    sql: Annotated[
+        str, typer.Argument(help="SQL over marts (e.g. fct_orders), silver.<table>, bronze.<source>_<table>.")
+    ],
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
+) -> None:
+    """Run SQL on the local lakehouse and print the result."""
+    from lakehouse.query import QueryError, run_query
+
+    try:
+        result = run_query(get_settings(), sql)
+    except QueryError as exc:
+        raise _fail(str(exc)) from None
+    if output is OutputFormat.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(result.columns)
+        writer.writerows(result.rows)
+    elif output is OutputFormat.json:
+        records = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
+        sys.stdout.write(json.dumps(records, default=str, indent=2) + "\n")
+    else:
+        table = Table(*result.columns)
+        for row in result.rows:
+            table.add_row(*("" if v is None else str(v) for v in row))
+        console.print(table)
+        console.print(f"{len(result.rows)} row(s)", style="dim")
 
 
 def main() -> None:

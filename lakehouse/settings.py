@@ -86,6 +86,14 @@ class Settings(BaseSettings):
         }
     )
 
+    #: operator overrides of a CDC column's type, "table.column" -> string|int64|float64|bool
+    #: (the way out of an incompatible type change: see docs/cdc.md)
+    cdc_column_types: dict[str, Literal["string", "int64", "float64", "bool"]] = Field(default_factory=dict)
+
+    # --- Delta maintenance ---
+    delta_vacuum_retention_hours: int = Field(default=168, ge=0, description="Time travel kept by VACUUM.")
+    delta_target_file_size: int = Field(default=128 * 1024 * 1024, ge=1024 * 1024)
+
     # --- DuckDB / dbt ---
     dbt_target: str | None = Field(default=None, description="Defaults to local or athena by environment.")
     athena_workgroup: str | None = None

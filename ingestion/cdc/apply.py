@@ -131,10 +131,13 @@ qualify row_number() over (
         pruning = self._partition_filter(shape, changes)
         if pruning:
             predicate += f" and t.{PARTITION_COLUMN} in ({pruning})"
+        existing = set(pa.schema(table.schema().to_arrow()).names)
         updates = {}
         for f in rows.schema:
             name = _q(f.name)
-            if f.name == PARTITION_COLUMN:
+            if f.name not in existing:  # a new column: nothing stored to keep
+                updates[name] = f"s.{name}"
+            elif f.name == PARTITION_COLUMN:
                 updates[name] = f"coalesce(s.{name}, t.{name})"
             elif pa.types.is_string(f.type) and not f.name.startswith("_cdc_"):
                 updates[name] = f"case when s.{name} = {_lit(UNAVAILABLE)} then t.{name} else s.{name} end"

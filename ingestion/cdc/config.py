@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -10,6 +11,16 @@ from lakehouse.settings import Settings
 
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 DEAD_LETTER_TABLE = "_dead_letters"
+
+
+def _column_types(overrides: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    result: dict[str, dict[str, str]] = {}
+    for qualified, type_name in overrides.items():
+        table, _, column = qualified.partition(".")
+        if not (IDENTIFIER.match(table) and IDENTIFIER.match(column)):
+            raise ValueError(f"column type override {qualified!r} must be 'table.column'")
+        result.setdefault(table, {})[column] = type_name
+    return result
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,8 @@ class SinkConfig:
     #: tables the sink accepts; a topic of any other table goes to the dead letters. None = all.
     tables: frozenset[str] | None = None
     partition_by: dict[str, PartitionSpec] = field(default_factory=dict)
+    #: table -> column -> Arrow type name forced on the column (operator override)
+    column_types: dict[str, dict[str, str]] = field(default_factory=dict)
     max_batch_messages: int = 100_000
     max_batch_seconds: float = 5.0
 
@@ -56,6 +69,7 @@ class SinkConfig:
             "lake_bucket": settings.lake_bucket,
             "storage_options": settings.delta_storage_options,
             "tables": frozenset(settings.cdc_tables),
+            "column_types": _column_types(settings.cdc_column_types),
             "partition_by": {
                 table: PartitionSpec(column, granularity)
                 for table, (column, granularity) in settings.cdc_partition_by.items()

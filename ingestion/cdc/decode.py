@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from ingestion.cdc.schema import IncompatibleSchemaChange, conform_struct, merge_row_types
+from ingestion.cdc.schema import UNTYPED, IncompatibleSchemaChange, conform_struct, merge_row_types
 
 #: Debezium's stand-in for an unchanged TOASTed column value.
 UNAVAILABLE = "__debezium_unavailable_value"
@@ -87,13 +87,23 @@ def bronze_schema(row_type: pa.StructType) -> pa.Schema:
     )
 
 
-def decode(messages: list[Message], schema: str, table: str, known_row_type: pa.StructType | None) -> DecodedBatch:
+def decode(
+    messages: list[Message],
+    schema: str,
+    table: str,
+    known_row_type: pa.StructType | None,
+    untyped: frozenset[str] = frozenset(),
+    overrides: dict[str, str] | None = None,
+) -> DecodedBatch:
     """Decode the non-tombstone messages of one table.
 
-    Raises `IncompatibleSchemaChange` if the batch changes a column's type incompatibly.
+    Raises `IncompatibleSchemaChange` if the batch changes a column's type incompatibly (columns
+    in `untyped` hold only nulls so far and may take any type).
     """
     dead: list[DeadLetter] = []
     candidates = [m for m in messages if m.value is not None]
+    if overrides:
+        candidates = [_apply_overrides(m, overrides) for m in candidates]
     parsed, candidates, bad = _parse(candidates, known_row_type, table)
     dead += bad
     if parsed is None:
@@ -106,19 +116,57 @@ def decode(messages: list[Message], schema: str, table: str, known_row_type: pa.
     parsed = parsed.filter(valid)
     candidates = [m for m, ok in zip(candidates, valid.to_pylist(), strict=True) if ok]
 
-    batch_type = _row_type(parsed, candidates[0] if candidates else None, known_row_type)
-    row_type = merge_row_types(table, known_row_type, batch_type)
+    batch_type = _row_type(parsed, candidates[:1] + candidates[-1:], known_row_type)
+    if overrides:
+        # the operator decided how to represent these columns: values are cast, not judged
+        batch_type = pa.struct(
+            [(f.name, pa.type_for_alias(overrides[f.name]) if f.name in overrides else f.type) for f in batch_type]
+        )
+    row_type = merge_row_types(table, known_row_type, batch_type, untyped)
     key_columns, key_dead = _key_columns(candidates)
     if key_dead:
         keep = pa.array([m not in key_dead for m in candidates])
         dead += [DeadLetter(m, why) for m, why in key_dead.items()]
         parsed = parsed.filter(keep)
         candidates = [m for m in candidates if m not in key_dead]
+    row_type = concrete(row_type)
     rows = _to_bronze(parsed, candidates, row_type)
     return DecodedBatch(rows, row_type, key_columns, dead)
 
 
 # ---------------------------------------------------------------------------- parsing
+def _apply_overrides(message: Message, overrides: dict[str, str]) -> Message:
+    """Rewrite overridden columns in JSON so that every message agrees on their JSON type.
+
+    Arrow's reader cannot read one column as both number and string, so an override to `string`
+    turns numbers/booleans into their JSON text; numeric overrides turn numeric strings into numbers.
+    """
+    try:
+        envelope = orjson.loads(message.value or b"")
+    except orjson.JSONDecodeError:
+        return message  # dead-lettered later with the parse error
+    if not isinstance(envelope, dict):
+        return message
+    for side in ("before", "after"):
+        image = envelope.get(side)
+        if not isinstance(image, dict):
+            continue
+        for column, type_name in overrides.items():
+            value = image.get(column)
+            if value is None:
+                continue
+            if type_name == "string" and not isinstance(value, str):
+                image[column] = orjson.dumps(value).decode()
+            elif type_name in ("int64", "float64") and isinstance(value, str):
+                try:
+                    image[column] = int(value) if type_name == "int64" else float(value)
+                except ValueError:
+                    return message  # not representable: stays incompatible, reported as such
+            elif type_name == "bool" and isinstance(value, str) and value in ("true", "false"):
+                image[column] = value == "true"
+    return Message(message.topic, message.partition, message.offset, message.key, orjson.dumps(envelope))
+
+
 def _parse(
     messages: list[Message], known_row_type: pa.StructType | None, table: str
 ) -> tuple[pa.Table | None, list[Message], list[DeadLetter]]:
@@ -252,36 +300,30 @@ def _key_columns(messages: list[Message]) -> tuple[list[str], dict[Message, str]
     return columns or [], dead
 
 
-def _row_type(parsed: pa.Table, sample: Message | None, known: pa.StructType | None) -> pa.StructType:
+def _row_type(parsed: pa.Table, samples: list[Message], known: pa.StructType | None) -> pa.StructType:
     """Row type of the valid rows: known columns first, new ones in the source's column order.
 
-    A new column that is null in every valid row is left out until a value shows up (so fields
-    of dead-lettered envelopes never leak into the table).
+    Debezium sends every column in every image, so the columns of a batch are the keys of its
+    first and last envelopes (the last one has the newest schema). Fields that only dead-lettered
+    envelopes carried never reach the table.
     """
     merged = merge_row_types("", parsed.schema.field("before").type, parsed.schema.field("after").type)
-    known_names = {f.name for f in known} if known is not None else set()
     order: list[str] = []
-    if sample is not None and sample.value is not None:
-        envelope = orjson.loads(sample.value)
-        order = list((envelope.get("after") or envelope.get("before") or {}).keys())
-    position = {name: i for i, name in enumerate(order)}
-    fields = []
-    for f in merged:
-        if f.name in known_names:
-            fields.append(f)
-            continue
-        values = [
-            column.field(f.name)
-            for column in (parsed.column(side).combine_chunks() for side in ("before", "after"))
-            if pa.types.is_struct(column.type) and column.type.get_field_index(f.name) >= 0
-        ]
-        if any(pc.sum(v.is_valid()).as_py() for v in values):
-            fields.append(f)
+    for sample in samples:
+        envelope = orjson.loads(sample.value or b"{}")
+        for side in ("after", "before"):
+            for name in envelope.get(side) or {}:
+                if name not in order:
+                    order.append(name)
     known_order = [f.name for f in known] if known is not None else []
-    fields.sort(
-        key=lambda f: (0, known_order.index(f.name)) if f.name in known_names else (1, position.get(f.name, 1 << 30))
-    )
-    return pa.struct(fields)
+    names = known_order + [name for name in order if name not in known_order]
+    types = {f.name: f.type for f in merged}
+    return pa.struct([(name, types.get(name, pa.null())) for name in names])
+
+
+def concrete(row_type: pa.StructType) -> pa.StructType:
+    """Columns seen only as null get the placeholder type (Delta has no null type)."""
+    return pa.struct([(f.name, UNTYPED if pa.types.is_null(f.type) else f.type) for f in row_type])
 
 
 def _to_bronze(parsed: pa.Table, messages: list[Message], row_type: pa.StructType) -> pa.Table:

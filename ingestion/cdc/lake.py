@@ -9,6 +9,7 @@ With no retries the commit only lands on exactly the version we read our progres
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
@@ -65,6 +66,27 @@ class DeltaStore:
             storage_options=self.storage_options if table is None else None,
             commit_properties=self.commit_properties(txns, **metadata),
         )
+
+    def delete_table(self, uri: str) -> bool:
+        """Delete every object of a Delta table (log and data); True if there was one."""
+        import boto3
+
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        options = self.storage_options
+        client = boto3.client(
+            "s3",
+            endpoint_url=options.get("AWS_ENDPOINT_URL"),
+            region_name=options.get("AWS_REGION"),
+            aws_access_key_id=options.get("AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key=options.get("AWS_SECRET_ACCESS_KEY"),
+        )
+        deleted = False
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix.rstrip("/") + "/"):
+            keys: list[Any] = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+            if keys:
+                client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+                deleted = True
+        return deleted
 
     def rewrite(self, table: DeltaTable, schema: pa.Schema, txns: Mapping[str, int]) -> None:
         """Rewrite a whole table with a widened schema (e.g. int64 → float64).

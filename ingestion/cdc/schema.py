@@ -7,6 +7,8 @@ table stops with `IncompatibleSchemaChange` and its messages stay in Kafka.
 
 from __future__ import annotations
 
+import re
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -21,39 +23,55 @@ class IncompatibleSchemaChange(Exception):
         super().__init__(
             f"incompatible schema change in {table or 'table'}.{column}: {old} -> {new}. "
             "The table is stopped and its messages stay in Kafka (nothing is lost); other tables keep "
-            "flowing. Restore a compatible column type at the source, or rebuild the table "
-            f"(`lakehouse cdc rebuild {table or '<table>'}`) once you decide how to represent it."
+            "flowing. Decide how to represent the column: set LAKEHOUSE_CDC_COLUMN_TYPES "
+            f'(e.g. {{"{table or "<table>"}.{column}": "string"}}) and run '
+            f"`lakehouse cdc rebuild {table or '<table>'}` to rebuild it from the topic."
         )
 
     @classmethod
     def within_batch(cls, table: str, detail: str) -> IncompatibleSchemaChange:
-        """Values of one column disagree on their JSON type inside one batch."""
+        """Values of one column disagree on their JSON type inside one batch (Arrow's reader says
+        e.g. `Column(/after/reorder_level) changed from number to string`)."""
+        found = re.search(r"Column\(/(?:after|before)/([^)/]+)\) changed from (\w+) to (\w+)", detail)
+        if found:
+            return cls(table, found.group(1), found.group(2), found.group(3))
         return cls(table, "<column>", "one JSON type", f"another ({detail.strip()})")
 
 
-def merge_type(table: str, column: str, old: pa.DataType, new: pa.DataType) -> pa.DataType:
+#: Type of a column seen only with null values so far (JSON null says nothing about the type).
+UNTYPED = pa.string()
+
+
+def merge_type(
+    table: str, column: str, old: pa.DataType, new: pa.DataType, untyped: frozenset[str] = frozenset()
+) -> pa.DataType:
     if old == new or pa.types.is_null(new):
         return old
-    if pa.types.is_null(old):
+    if pa.types.is_null(old) or column in untyped:
         return new
     if (old, new) in WIDENINGS:
         return new
     if (new, old) in WIDENINGS:
         return old
     if pa.types.is_struct(old) and pa.types.is_struct(new):
-        return merge_row_types(table, old, new)
+        return merge_row_types(table, old, new, untyped)
     raise IncompatibleSchemaChange(table, column, old, new)
 
 
-def merge_row_types(table: str, known: pa.StructType | None, new: pa.DataType) -> pa.StructType:
-    """Union of two row types under the evolution rules (known columns keep their order)."""
+def merge_row_types(
+    table: str, known: pa.StructType | None, new: pa.DataType, untyped: frozenset[str] = frozenset()
+) -> pa.StructType:
+    """Union of two row types under the evolution rules (known columns keep their order).
+
+    `untyped` names known columns that hold only nulls so far: they take any type that shows up.
+    """
     if known is None or pa.types.is_null(known):
         return new if pa.types.is_struct(new) else pa.struct([])
     if pa.types.is_null(new):
         return known
     fields = {f.name: f.type for f in known}
     for f in new:
-        fields[f.name] = merge_type(table, f.name, fields[f.name], f.type) if f.name in fields else f.type
+        fields[f.name] = merge_type(table, f.name, fields[f.name], f.type, untyped) if f.name in fields else f.type
     return pa.struct(list(fields.items()))
 
 

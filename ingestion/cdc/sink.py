@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 import orjson
 import pyarrow as pa
@@ -27,7 +28,7 @@ from deltalake import DeltaTable
 
 from ingestion.cdc.apply import Applier, TableShape
 from ingestion.cdc.config import CdcTopic, SinkConfig
-from ingestion.cdc.decode import DeadLetter, Message, bronze_schema, decode
+from ingestion.cdc.decode import DeadLetter, DecodedBatch, Message, bronze_schema, decode
 from ingestion.cdc.lake import CommitFailedError, DeltaStore
 from ingestion.cdc.schema import IncompatibleSchemaChange, widened_columns
 
@@ -282,7 +283,7 @@ class CdcSink:
                 decoded = None
                 break  # another sink already wrote all of it
             known = self._row_type(topic.table, bronze)
-            decoded = decode(fresh, topic.schema, topic.table, known)
+            decoded = self._decode(topic, fresh, bronze, known)
             self._write_dead_letters(decoded.dead_letters)
             progress = _last_offsets(fresh)
             txns = {self.config.txn_app_id(topic.topic, p): o for p, o in progress.items()}
@@ -414,6 +415,47 @@ class CdcSink:
             return []
         return sorted(found.partitions)
 
+    def _decode(
+        self, topic: CdcTopic, fresh: list[Message], bronze: DeltaTable | None, known: pa.StructType | None
+    ) -> DecodedBatch:
+        """Decode; a column that so far held only nulls may take its first real type."""
+        untyped: set[str] = set()
+        while True:
+            try:
+                overrides = self.config.column_types.get(topic.table)
+                return decode(fresh, topic.schema, topic.table, known, frozenset(untyped), overrides)
+            except IncompatibleSchemaChange as exc:
+                column = exc.column
+                if bronze is None or known is None or column in untyped or column not in known.names:
+                    raise
+                if not _only_nulls(bronze, column):
+                    raise
+                untyped.add(column)
+
+    def rebuild(self, table: str) -> list[str]:
+        """Drop a table's bronze, silver and history so the next run replays its topic from the start.
+
+        Kafka must still hold the whole topic (the embedded broker keeps everything; set unlimited
+        retention on CDC topics elsewhere), otherwise re-snapshot the table with Debezium instead.
+        """
+        parsed = self.config.parse_topic(self.config.topic(table))
+        if parsed is None or self.config.accepts(parsed) is not None:
+            raise ValueError(f"unknown CDC table {table!r}")
+        dropped = []
+        layers: tuple[Literal["history", "silver", "bronze"], ...] = ("history", "silver", "bronze")
+        for layer in layers:
+            uri = self.config.uri(layer, table)
+            if self.store.delete_table(uri):
+                dropped.append(uri)
+        # dead-letter progress of this topic must not skip the replay either
+        partitions = self._topic_partitions(self.config.topic(table))
+        dead = self.store.open(self.config.dead_letter_uri)
+        if dead is not None and partitions:
+            txns = {self.config.txn_app_id(self.config.topic(table), p): -1 for p in partitions}
+            self.store.append(self.config.dead_letter_uri, dead, DEAD_LETTER_SCHEMA.empty_table(), txns)
+        self.blocked.pop(table, None)
+        return dropped
+
     # ------------------------------------------------------------------ helpers
     def _progress(self, bronze: DeltaTable | None, topic: str, partition: int) -> int:
         app_id = self.config.txn_app_id(topic, partition)
@@ -514,6 +556,16 @@ def _parse_app_id(app_id: str, sink_id: str) -> tuple[str, int]:
     rest = app_id[len(sink_id) + 1 :]
     topic, _, partition = rest.rpartition(":")
     return topic, int(partition)
+
+
+def _only_nulls(bronze: DeltaTable, column: str) -> bool:
+    """True if no stored before/after image has a value for `column` (rare check: reads both images)."""
+    images = bronze.to_pyarrow_dataset().to_table(columns=["before", "after"])
+    for side in ("before", "after"):
+        values = images.column(side).combine_chunks().field(column)
+        if values.null_count != len(values):
+            return False
+    return True
 
 
 def _keys_from_bronze(bronze: DeltaTable) -> list[str]:

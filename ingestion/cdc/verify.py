@@ -12,10 +12,13 @@ import hashlib
 from dataclasses import dataclass, field
 
 import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
 from psycopg import sql
 
 from ingestion.cdc.config import SinkConfig
-from lakehouse import duck
 from lakehouse.settings import Settings
 
 
@@ -27,10 +30,11 @@ class TableDiff:
     missing: list[tuple[str, ...]] = field(default_factory=list)  # keys in source, not in silver
     extra: list[tuple[str, ...]] = field(default_factory=list)  # keys in silver, not in source
     different: list[tuple[str, ...]] = field(default_factory=list)  # same key, other values
+    problem: str | None = None  # e.g. silver table or columns missing
 
     @property
     def equal(self) -> bool:
-        return not (self.missing or self.extra or self.different)
+        return not (self.missing or self.extra or self.different or self.problem)
 
     @property
     def source_hash(self) -> str:
@@ -41,6 +45,8 @@ class TableDiff:
     def summary(self) -> str:
         if self.equal:
             return f"{self.table}: {self.source_rows} rows, identical"
+        if self.problem:
+            return f"{self.table}: {self.problem}"
         return (
             f"{self.table}: source {self.source_rows} rows, silver {self.silver_rows}; "
             f"missing {len(self.missing)} {self.missing[:3]}, extra {len(self.extra)} {self.extra[:3]}, "
@@ -87,21 +93,26 @@ def source_rows(settings: Settings, table: str) -> tuple[list[str], list[str], d
     return names, keys, {tuple(r[p] for p in positions): tuple(r) for r in rows}
 
 
+class SilverUnavailable(Exception):
+    """The silver table (or some of its columns) does not exist yet."""
+
+
 def silver_rows(settings: Settings, table: str, columns: list[str], keys: list[str]) -> dict[tuple[str, ...], tuple]:
     uri = SinkConfig.from_settings(settings).uri("silver", table)
-    select = ", ".join(f"case when {_dq(c)} is null then null else cast({_dq(c)} as varchar) end" for c in columns)
-    con = duck.connect(settings)
     try:
-        available = {r[0] for r in con.sql(f"describe select * from delta_scan('{uri}')").fetchall()}
-        missing_columns = [c for c in columns if c not in available]
-        if missing_columns:
-            raise ValueError(f"silver {table} lacks columns {missing_columns}")
-        rows = con.sql(f"select {select} from delta_scan('{uri}') where not _cdc_deleted").fetchall()
-    finally:
-        con.close()
+        delta = DeltaTable(uri, storage_options=settings.delta_storage_options)
+    except TableNotFoundError:
+        raise SilverUnavailable(f"silver table {uri} does not exist yet") from None
+    available = set(pa.schema(delta.schema().to_arrow()).names)
+    missing_columns = [c for c in columns if c not in available]
+    if missing_columns:
+        raise SilverUnavailable(f"silver {table} lacks columns {missing_columns}")
+    data = delta.to_pyarrow_dataset().to_table(columns=[*columns, "_cdc_deleted"])
+    data = data.filter(pc.invert(data.column("_cdc_deleted")))
+    as_text = [pc.cast(data.column(c), pa.string()).to_pylist() for c in columns]
     positions = [columns.index(k) for k in keys]
     result: dict[tuple[str, ...], tuple] = {}
-    for row in rows:
+    for row in zip(*as_text, strict=True):
         key = tuple(row[p] for p in positions)
         if key in result:
             raise AssertionError(f"silver {table} holds key {key} twice")
@@ -116,7 +127,10 @@ def _dq(name: str) -> str:
 def compare_table(settings: Settings, table: str) -> TableDiff:
     """Row-by-row comparison of `shop.<table>` with `silver/<table>` (current state)."""
     columns, keys, source = source_rows(settings, table)
-    silver = silver_rows(settings, table, columns, keys)
+    try:
+        silver = silver_rows(settings, table, columns, keys)
+    except SilverUnavailable as exc:
+        return TableDiff(table, len(source), 0, problem=str(exc))
     diff = TableDiff(table, len(source), len(silver))
     diff.missing = sorted(k for k in source if k not in silver)
     diff.extra = sorted(k for k in silver if k not in source)

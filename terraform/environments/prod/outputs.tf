@@ -1,0 +1,69 @@
+output "buckets" {
+  description = "Bucket names by role (Settings.landing_bucket, lake_bucket, athena_results_bucket, artifacts_bucket)."
+  value       = module.lake_storage.bucket_names
+}
+
+output "glue_databases" {
+  description = "Glue databases per layer (Settings.glue_databases)."
+  value       = module.catalog.glue_databases
+}
+
+output "delta_tables" {
+  description = "Delta tables registered in Glue => S3 location."
+  value       = module.catalog.delta_tables
+}
+
+output "athena_workgroup" {
+  description = "Athena workgroup (Settings.athena_workgroup_name)."
+  value       = module.catalog.athena_workgroup
+}
+
+output "dynamodb_tables" {
+  description = "DynamoDB source tables (Settings.dynamodb_table)."
+  value       = module.sources.dynamodb_table_names
+}
+
+output "kms_key_arn" {
+  description = "Customer-managed key of the lakehouse."
+  value       = module.kms.key_arn
+}
+
+output "msk_cluster_arn" {
+  description = "MSK Serverless cluster ARN (null when enable_streaming = false)."
+  value       = var.enable_streaming ? module.streaming[0].cluster_arn : null
+}
+
+output "cdc_topics" {
+  description = "Debezium topics per OLTP table (Settings.cdc_topic)."
+  value       = var.enable_streaming ? module.streaming[0].cdc_topics : {}
+}
+
+output "ecs_cluster_arn" {
+  description = "ECS cluster running the Dagster services and runs."
+  value       = module.compute.cluster_arn
+}
+
+output "ecr_repository_url" {
+  description = "Push the lakehouse image here."
+  value       = module.compute.ecr_repository_url
+}
+
+output "ecs_services" {
+  description = "ECS services (webserver, daemon, code_location)."
+  value       = module.compute.service_names
+}
+
+output "emr_application_id" {
+  description = "EMR Serverless application for heavy Spark work."
+  value       = module.compute.emr_application_id
+}
+
+output "oltp_secret_arn" {
+  description = "Secret holding the OLTP source password to apply to the lakehouse role."
+  value       = module.sources.oltp_secret_arn
+}
+
+output "lakehouse_env" {
+  description = "LAKEHOUSE_* environment of the code location and run tasks (no secrets)."
+  value       = module.compute.lakehouse_env
+}

@@ -1,0 +1,24 @@
+output "vpc_id" {
+  description = "Id of the VPC."
+  value       = aws_vpc.this.id
+}
+
+output "vpc_cidr" {
+  description = "CIDR block of the VPC."
+  value       = aws_vpc.this.cidr_block
+}
+
+output "public_subnet_ids" {
+  description = "Public subnets (NAT gateways only)."
+  value       = aws_subnet.public[*].id
+}
+
+output "private_subnet_ids" {
+  description = "Private subnets for ECS tasks, RDS, MSK, MSK Connect and EMR Serverless."
+  value       = aws_subnet.private[*].id
+}
+
+output "security_group_ids" {
+  description = "Security group id per component: dagster, database, kafka, connect, spark."
+  value       = { for k, sg in aws_security_group.this : k => sg.id }
+}
