@@ -70,11 +70,15 @@ def status() -> None:
 
 @stack_app.command("init-resources")
 def init_resources() -> None:
-    """Create the buckets and DynamoDB tables on the configured endpoint (used by docker-compose)."""
+    """Create buckets, DynamoDB tables and the shop's PostgreSQL schema (used by docker-compose)."""
     from lakehouse.stack.resources import ensure_resources
+    from lakehouse.synthetic.schema import ensure_schema
 
-    created = ensure_resources(get_settings())
+    settings = get_settings()
+    created = ensure_resources(settings)
     console.print("created: " + (", ".join(created) if created else "nothing (all present)"))
+    # Debezium's publication needs the captured tables to exist before the connector registers
+    console.print("PostgreSQL schema: " + ("created" if ensure_schema(settings) else "already current"))
 
 
 @app.command()

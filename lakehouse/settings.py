@@ -72,6 +72,8 @@ class Settings(BaseSettings):
 
     # --- Kafka / CDC ---
     kafka_bootstrap_servers: str | None = None
+    #: PLAINTEXT locally; SASL_SSL uses MSK IAM authentication (AWS)
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     cdc_topic_prefix: str = "ecom"
     cdc_slot_name: str = "lakehouse_cdc"
     cdc_publication_name: str = "lakehouse_cdc"
@@ -97,6 +99,10 @@ class Settings(BaseSettings):
     # --- DuckDB / dbt ---
     dbt_target: str | None = Field(default=None, description="Defaults to local or athena by environment.")
     athena_workgroup: str | None = None
+
+    # --- AWS compute (prod) ---
+    emr_application_id: str | None = Field(default=None, description="EMR Serverless application for heavy jobs.")
+    emr_job_role_arn: str | None = None
 
     @field_validator("name_prefix")
     @classmethod

@@ -16,6 +16,7 @@ from confluent_kafka.admin import AdminClient
 from dagster_aws.s3 import S3Resource
 
 from lakehouse import duck
+from lakehouse.kafka import client_config
 from lakehouse.settings import Settings, get_settings
 
 
@@ -51,13 +52,15 @@ class DuckDBResource(dg.ConfigurableResource):
 
 
 class KafkaResource(dg.ConfigurableResource):
+    """Kafka clients configured like every other client of the project (`lakehouse.kafka`)."""
+
     bootstrap_servers: str
 
     def admin(self) -> AdminClient:
-        return AdminClient({"bootstrap.servers": self.bootstrap_servers})
+        return AdminClient(client_config(get_settings()))
 
     def consumer(self, group_id: str, **config: Any) -> Consumer:
-        return Consumer({"bootstrap.servers": self.bootstrap_servers, "group.id": group_id, **config})
+        return Consumer(client_config(get_settings(), **{"group.id": group_id, **config}))
 
 
 class PostgresResource(dg.ConfigurableResource):

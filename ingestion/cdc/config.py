@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
+from lakehouse.kafka import client_config
 from lakehouse.settings import Settings
 
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -45,7 +46,8 @@ class CdcTopic:
 
 @dataclass(frozen=True)
 class SinkConfig:
-    bootstrap_servers: str
+    #: librdkafka client configuration (`lakehouse.kafka.client_config`)
+    kafka: dict[str, Any]
     topic_prefix: str
     schema: str
     lake_bucket: str
@@ -63,7 +65,7 @@ class SinkConfig:
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> SinkConfig:
         values: dict[str, object] = {
-            "bootstrap_servers": settings.kafka_bootstrap,
+            "kafka": client_config(settings),
             "topic_prefix": settings.cdc_topic_prefix,
             "schema": settings.oltp_schema,
             "lake_bucket": settings.lake_bucket,

@@ -30,7 +30,7 @@ def tables_with_new_data(config: SinkConfig, timeout: float = 10.0) -> dict[str,
         return {}
     consumer = Consumer(
         {
-            "bootstrap.servers": config.bootstrap_servers,
+            **config.kafka,
             "group.id": f"{config.group_id}-probe-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "enable.partition.eof": True,

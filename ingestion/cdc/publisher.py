@@ -24,6 +24,7 @@ from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg import sql
 
+from lakehouse.kafka import client_config
 from lakehouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -74,17 +75,15 @@ class KafkaPublishingHandler:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.stats = PublisherStats()
-        self._admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+        self._admin = AdminClient(client_config(settings))
         self._known_topics: set[str] = set()
         self._producer = Producer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                "partitioner": "murmur2_random",  # Java client's partitioner, as in Kafka Connect
-                "linger.ms": 5,
-                "compression.type": "lz4",
-                "acks": "all",
-                "enable.idempotence": False,
-            }
+            client_config(
+                settings,
+                # the Java client's partitioner, as in Kafka Connect: a key always maps to one partition
+                partitioner="murmur2_random",
+                **{"linger.ms": 5, "compression.type": "lz4", "acks": "all"},
+            )
         )
         self._errors: list[str] = []
 

@@ -121,7 +121,7 @@ class CdcSink:
         if self._consumer is None:
             self._consumer = Consumer(
                 {
-                    "bootstrap.servers": self.config.bootstrap_servers,
+                    **self.config.kafka,
                     "group.id": self.config.group_id,
                     "enable.auto.commit": False,
                     "enable.auto.offset.store": False,
@@ -138,7 +138,7 @@ class CdcSink:
     # ------------------------------------------------------------------ discovery
     def discover(self, tables: Iterable[str] | None = None) -> dict[str, list[int]]:
         """Topics (with partitions) under the prefix; restricted to `tables` if given."""
-        admin = AdminClient({"bootstrap.servers": self.config.bootstrap_servers})
+        admin = AdminClient(self.config.kafka)
         metadata = admin.list_topics(timeout=10)
         wanted = set(tables) if tables is not None else None
         found: dict[str, list[int]] = {}
@@ -409,7 +409,7 @@ class CdcSink:
                 entry.history_versions += history.get("versions", 0)
 
     def _topic_partitions(self, topic: str) -> list[int]:
-        metadata = AdminClient({"bootstrap.servers": self.config.bootstrap_servers}).list_topics(topic, timeout=10)
+        metadata = AdminClient(self.config.kafka).list_topics(topic, timeout=10)
         found = metadata.topics.get(topic)
         if found is None or found.error is not None:
             return []

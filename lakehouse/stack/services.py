@@ -20,6 +20,7 @@ import psycopg
 from confluent_kafka.admin import AdminClient
 from psycopg import sql
 
+from lakehouse.kafka import client_config
 from lakehouse.settings import Settings, child_env
 from lakehouse.stack.process import StackError, tcp_answers
 from lakehouse.stack.resources import ensure_resources, missing_resources, s3_client
@@ -153,7 +154,7 @@ class KafkaBroker(Service):
     def check(self) -> str | None:
         if not tcp_answers(self.settings.host, self.settings.kafka_port):
             return "not answering: connection refused"
-        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap, "socket.timeout.ms": 2000})
+        admin = AdminClient(client_config(self.settings, **{"socket.timeout.ms": 2000}))
         try:
             admin.list_topics(timeout=3)
         except Exception as exc:
