@@ -68,6 +68,19 @@ def status() -> None:
         raise typer.Exit(1)
 
 
+@app.command()
+def demo(
+    no_ui: Annotated[bool, typer.Option("--no-ui", help="Build everything headless, then exit 0.")] = False,
+) -> None:
+    """Start the stack, generate data, materialize the whole asset graph, then serve the Dagster UI."""
+    from lakehouse.demo import DemoError, run_demo
+
+    try:
+        run_demo(get_settings(), ui=not no_ui, log=console.print)
+    except (DemoError, StackError) as exc:
+        raise _fail(str(exc)) from None
+
+
 @stack_app.command("init-resources")
 def init_resources() -> None:
     """Create buckets, DynamoDB tables and the shop's PostgreSQL schema (used by docker-compose)."""

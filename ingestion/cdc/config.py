@@ -59,6 +59,8 @@ class SinkConfig:
     partition_by: dict[str, PartitionSpec] = field(default_factory=dict)
     #: table -> column -> Arrow type name forced on the column (operator override)
     column_types: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: False: write only bronze (silver/history catch up later from bronze, e.g. in another process)
+    downstream: bool = True
     max_batch_messages: int = 100_000
     max_batch_seconds: float = 5.0
 

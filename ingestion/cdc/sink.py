@@ -312,6 +312,8 @@ class CdcSink:
             break
         else:
             raise RuntimeError(f"could not commit bronze for {topic.table} after {MAX_COMMIT_ATTEMPTS} attempts")
+        if not self.config.downstream:
+            return report
         fast = (decoded.rows, before) if decoded is not None else None
         silver, history = self._apply_downstream(topic.table, fast)
         report.silver_inserted, report.silver_updated = silver.get("inserted", 0), silver.get("updated", 0)
@@ -398,6 +400,8 @@ class CdcSink:
 
     def catch_up(self, tables: Iterable[str] | None, report: SinkReport) -> None:
         """Repair silver/history left behind bronze (e.g. after a crash between commits)."""
+        if not self.config.downstream:
+            return
         for table in tables if tables is not None else (self.config.tables or []):
             if table in self.blocked:
                 continue
@@ -550,12 +554,6 @@ def _last_offsets(messages: Iterable[Message]) -> dict[int, int]:
     for m in messages:
         last[m.partition] = max(m.offset, last.get(m.partition, -1))
     return last
-
-
-def _parse_app_id(app_id: str, sink_id: str) -> tuple[str, int]:
-    rest = app_id[len(sink_id) + 1 :]
-    topic, _, partition = rest.rpartition(":")
-    return topic, int(partition)
 
 
 def _only_nulls(bronze: DeltaTable, column: str) -> bool:

@@ -1,4 +1,4 @@
-"""Resources shared by every asset of the code location."""
+"""Resources shared by every asset, and the default executor of the code location."""
 
 import dagster as dg
 
@@ -8,4 +8,6 @@ from orchestration.resources import build_resources
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(resources=build_resources(get_settings()))
+    # In-process: a run's steps share one process. Each multiprocess step would re-import the
+    # code location (dbt manifest, dlt sources) and the work is I/O- or single-core bound anyway.
+    return dg.Definitions(resources=build_resources(get_settings()), executor=dg.in_process_executor)

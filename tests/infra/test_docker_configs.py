@@ -108,9 +108,7 @@ def test_connector_has_no_literal_credentials(connector: dict[str, str]) -> None
     assert connect_env["CONNECT_CONFIG_PROVIDERS_ENV_CLASS"].endswith("EnvVarConfigProvider")
     for key in ("database.user", "database.password"):
         value = connector[key]
-        assert value.startswith("${env:") and value.endswith("}"), (
-            f"{key} must come from the worker environment"
-        )
+        assert value.startswith("${env:") and value.endswith("}"), f"{key} must come from the worker environment"
         assert value[len("${env:") : -1] in connect_env, f"{value} is not set on the connect service"
 
 

@@ -32,16 +32,12 @@ PENDING_SETTINGS_ENV = {"LAKEHOUSE_EMR_APPLICATION_ID", "LAKEHOUSE_EMR_JOB_ROLE_
 def test_every_tf_file_parses(parsed_terraform: dict[Path, dict[str, Any]]) -> None:
     tf_files = [p for p in terraform_files() if p.suffix == ".tf"]
     assert len(tf_files) >= 30
-    broken = {
-        str(p.relative_to(REPO_ROOT)): d.get("error") for p, d in parsed_terraform.items() if not d["ok"]
-    }
+    broken = {str(p.relative_to(REPO_ROOT)): d.get("error") for p, d in parsed_terraform.items() if not d["ok"]}
     assert not broken, broken
     assert all(parsed_terraform[p]["data"] for p in tf_files), "a .tf file parsed to nothing"
 
 
-@pytest.mark.parametrize(
-    "directory", [f"modules/{m}" for m in MODULES] + [f"environments/{e}" for e in ENVIRONMENTS]
-)
+@pytest.mark.parametrize("directory", [f"modules/{m}" for m in MODULES] + [f"environments/{e}" for e in ENVIRONMENTS])
 def test_directory_layout(directory: str) -> None:
     path = TERRAFORM_DIR / directory
     for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf"):
@@ -56,23 +52,15 @@ def _module(documents: dict[Path, dict[str, Any]], relative: str) -> Module:
     return Module.from_documents((TERRAFORM_DIR / relative).resolve(), documents)
 
 
-@pytest.mark.parametrize(
-    "directory", [f"modules/{m}" for m in MODULES] + [f"environments/{e}" for e in ENVIRONMENTS]
-)
-def test_variables_and_outputs_are_documented(
-    terraform_documents: dict[Path, dict[str, Any]], directory: str
-) -> None:
+@pytest.mark.parametrize("directory", [f"modules/{m}" for m in MODULES] + [f"environments/{e}" for e in ENVIRONMENTS])
+def test_variables_and_outputs_are_documented(terraform_documents: dict[Path, dict[str, Any]], directory: str) -> None:
     module = _module(terraform_documents, directory)
     assert module.variables, f"{directory} declares no variables"
     for name, body in module.variables.items():
-        assert str(attr(body.get("description", ""))).strip(), (
-            f"{directory}: variable {name} has no description"
-        )
+        assert str(attr(body.get("description", ""))).strip(), f"{directory}: variable {name} has no description"
         assert "type" in body, f"{directory}: variable {name} has no type"
     for name, body in module.outputs.items():
-        assert str(attr(body.get("description", ""))).strip(), (
-            f"{directory}: output {name} has no description"
-        )
+        assert str(attr(body.get("description", ""))).strip(), f"{directory}: output {name} has no description"
 
 
 def test_versions_are_pinned(terraform_documents: dict[Path, dict[str, Any]]) -> None:
@@ -101,9 +89,7 @@ def test_local_provider_targets_the_emulator(terraform_documents: dict[Path, dic
     for service in ("s3", "dynamodb", "glue", "sts", "kms"):
         assert dig(provider, "endpoints", service) == "${var.endpoint}", service
     settings = Settings(environment="local")
-    assert (
-        evaluate("${var.endpoint}", local.scope()).replace("localhost", settings.host) == settings.s3_endpoint
-    )
+    assert evaluate("${var.endpoint}", local.scope()).replace("localhost", settings.host) == settings.s3_endpoint
 
 
 def test_checkov_skips_have_reasons() -> None:
@@ -115,9 +101,7 @@ def test_checkov_skips_have_reasons() -> None:
             if match:
                 found += 1
                 assert re.fullmatch(r"CKV2?_[A-Z]+_\d+", match.group(1)), f"{path}:{number}"
-                assert match.group(2) and len(match.group(2).strip()) >= 20, (
-                    f"{path}:{number}: skip without a reason"
-                )
+                assert match.group(2) and len(match.group(2).strip()) >= 20, f"{path}:{number}: skip without a reason"
     assert found, "expected the documented checkov skips"
 
 
@@ -220,11 +204,7 @@ def _check_catalog(env: Environment, settings: Settings) -> None:
     assert set(history) <= set(OLTP_TABLES)
 
     expected = {
-        **{
-            f"bronze.{src}_{t}": settings.lake_uri("bronze", src, t)
-            for src, tables in bronze.items()
-            for t in tables
-        },
+        **{f"bronze.{src}_{t}": settings.lake_uri("bronze", src, t) for src, tables in bronze.items() for t in tables},
         **{f"silver.{t}": settings.lake_uri("silver", t) for t in OLTP_TABLES},
         **{f"silver.{t}_history": settings.lake_uri("silver", f"{t}_history") for t in history},
     }
@@ -250,9 +230,7 @@ def test_local_catalog_matches_settings(local_env: Environment) -> None:
 
 
 def test_athena_workgroup_guards(prod: Environment) -> None:
-    module, scope = prod.call(
-        "catalog", lake_bucket="x", athena_results_bucket="results", kms_key_arn="arn:key"
-    )
+    module, scope = prod.call("catalog", lake_bucket="x", athena_results_bucket="results", kms_key_arn="arn:key")
     config = dig(module.resources["aws_athena_workgroup"]["this"], "configuration")
     assert dig(config, "enforce_workgroup_configuration") is True
     assert dig(config, "bytes_scanned_cutoff_per_query") == "${var.bytes_scanned_cutoff_per_query}"
@@ -262,13 +240,9 @@ def test_athena_workgroup_guards(prod: Environment) -> None:
 
 
 @pytest.mark.parametrize("env_name", ENVIRONMENTS)
-def test_dynamodb_tables_match_settings(
-    terraform_documents: dict[Path, dict[str, Any]], env_name: str
-) -> None:
+def test_dynamodb_tables_match_settings(terraform_documents: dict[Path, dict[str, Any]], env_name: str) -> None:
     env = _environment(terraform_documents, env_name)
-    settings = Settings(
-        environment="prod" if env_name == "prod" else "local", name_prefix=env.scope.var("name_prefix")
-    )
+    settings = Settings(environment="prod" if env_name == "prod" else "local", name_prefix=env.scope.var("name_prefix"))
     module, scope = env.call("sources")
     assert scope.local("dynamodb_table_names") == {t: settings.dynamodb_table(t) for t in DYNAMODB_TABLES}
     assert scope.var("dynamodb_tables") == {
@@ -285,9 +259,7 @@ def test_cdc_topics_match_settings(prod: Environment, prod_settings: Settings) -
     _, scope = prod.call("streaming")
     assert scope.local("cdc_topics") == {t: prod_settings.cdc_topic(t) for t in OLTP_TABLES}
     assert scope.var("oltp_tables") == list(OLTP_TABLES)
-    assert scope.local("table_include_list") == ",".join(
-        f"{prod_settings.oltp_schema}.{t}" for t in OLTP_TABLES
-    )
+    assert scope.local("table_include_list") == ",".join(f"{prod_settings.oltp_schema}.{t}" for t in OLTP_TABLES)
     raw = scope.locals_raw["connector_configuration"]
     naming = {
         "topic.prefix": prod_settings.cdc_topic_prefix,

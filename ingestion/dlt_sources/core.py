@@ -1,0 +1,189 @@
+"""dlt plumbing shared by every bronze source: destination, pipelines, cursors, run summaries.
+
+Everything is derived from a `Settings` instance and passed to dlt explicitly: no `secrets.toml`,
+no `DESTINATION__*` variables. Building a pipeline touches only the local working directory (never
+the network), so Dagster can construct pipelines and sources at import time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import dlt
+from deltalake import DeltaTable
+from dlt.common.configuration.specs import AwsCredentials
+from dlt.common.pipeline import LoadInfo
+
+from lakehouse.settings import Settings
+
+Dataset = Literal["dynamodb", "landing", "marketing"]
+#: dataset (= source group) -> bronze tables written there (docs/architecture.md)
+BRONZE_TABLES: Final[dict[str, tuple[str, ...]]] = {
+    "dynamodb": ("carts", "sessions", "reviews"),
+    "landing": ("clickstream", "partner_feeds", "_quarantine"),
+    "marketing": ("campaigns", "ad_spend"),
+}
+#: One pipeline (= one dlt working dir and state) per source, so parallel runs never share state.
+PIPELINES: Final[dict[str, Dataset]] = {
+    "bronze_dynamodb": "dynamodb",
+    "bronze_landing_clickstream": "landing",
+    "bronze_landing_partner_feeds": "landing",
+    "bronze_marketing": "marketing",
+}
+_PIPELINE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+#: Lower bound of every ISO-8601 cursor (canonical form, see `iso_max`).
+EPOCH_ISO: Final = "1970-01-01T00:00:00.000000Z"
+
+
+# ------------------------------------------------------------------------------ destination
+def destination(settings: Settings) -> Any:
+    """dlt `filesystem` destination rooted at `s3://<lake>/bronze` (tables: `<dataset>/<table>`).
+
+    Locally the emulator endpoint and static keys come from `settings`; in AWS (no keys, no endpoint)
+    the credentials stay empty and dlt falls back to the default AWS credential chain.
+    """
+    values: dict[str, Any] = {
+        "aws_access_key_id": settings.aws_access_key_id,
+        "aws_secret_access_key": (
+            settings.aws_secret_access_key.get_secret_value() if settings.aws_secret_access_key else None
+        ),
+        "region_name": settings.aws_region,
+        "endpoint_url": settings.s3_endpoint,
+    }
+    credentials = AwsCredentials(**{k: v for k, v in values.items() if v is not None})
+    return dlt.destinations.filesystem(bucket_url=settings.lake_uri("bronze"), credentials=credentials)
+
+
+def make_pipeline(settings: Settings, name: str, dataset: Dataset | None = None) -> dlt.Pipeline:
+    """A dlt pipeline writing Delta tables to `s3://<lake>/bronze/<dataset>/`.
+
+    `name` must be one of `PIPELINES` unless `dataset` is given (benchmarks and tests use their own
+    names). The working dir lives under `settings.state_path / "dlt"` and telemetry is off.
+    """
+    if not _PIPELINE_NAME.match(name):
+        raise ValueError(f"invalid pipeline name {name!r}: lowercase letters, digits and '_'")
+    if dataset is None:
+        if name not in PIPELINES:
+            raise ValueError(f"unknown pipeline {name!r}; known: {', '.join(PIPELINES)} (or pass dataset)")
+        dataset = PIPELINES[name]
+    if dataset not in BRONZE_TABLES:
+        raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(BRONZE_TABLES)}")
+    disable_telemetry()
+    pipelines_dir = settings.state_path / "dlt"
+    pipelines_dir.mkdir(parents=True, exist_ok=True)
+    return dlt.pipeline(
+        pipeline_name=name,
+        pipelines_dir=str(pipelines_dir),
+        destination=destination(settings),
+        dataset_name=dataset,
+    )
+
+
+def disable_telemetry() -> None:
+    """dlt sends anonymous usage events by default; a lakehouse pipeline must not phone home.
+
+    Set through dlt's in-memory config provider (process wide, nothing written to disk).
+    """
+    dlt.config["runtime.dlthub_telemetry"] = False
+    # Arrow items skip dlt's row normalizer, which would add the load id: ask for it explicitly, so
+    # every bronze row says which load wrote it (dbt staging carries it as `dlt_load_id`)
+    dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
+
+
+# ------------------------------------------------------------------------------ cursors
+def parse_iso(value: Any) -> dt.datetime:
+    """An ISO-8601 timestamp (str or datetime) as an aware UTC datetime; naive values are UTC."""
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, str):
+        parsed = dt.datetime.fromisoformat(value)
+    else:
+        raise TypeError(f"not an ISO-8601 timestamp: {value!r}")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
+
+
+def canonical_iso(value: Any) -> str:
+    """Fixed-width `YYYY-MM-DDTHH:MM:SS.ffffffZ`: the only form in which strings sort like times."""
+    return parse_iso(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def iso_max(values: Sequence[Any]) -> str:
+    """`last_value_func` for ISO-8601 cursors: the latest value, in canonical form.
+
+    dlt's default `max` compares strings, and `...T10:00:00.5Z` sorts before `...T10:00:00Z`, so a
+    source mixing precisions would move the cursor backwards or drop newer rows. Returning the
+    canonical form also makes dlt's boundary de-duplication compare like with like.
+    """
+    return canonical_iso(max(parse_iso(v) for v in values))
+
+
+def iso_second_floor(value: Any) -> str:
+    """`YYYY-MM-DDTHH:MM:SS` of a cursor: a lexicographic lower bound of every ISO string of that second.
+
+    Used for server-side string filters (DynamoDB) that cannot parse timestamps: any ISO string of
+    that second or later, whatever its precision or suffix, compares `>=` to it.
+    """
+    return parse_iso(value).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+# ------------------------------------------------------------------------------ run summary
+@dataclass(frozen=True)
+class TableLoad:
+    """What one run did to one bronze table (for Dagster metadata)."""
+
+    table: str
+    uri: str
+    rows: int
+    delta_version: int | None
+
+
+def bronze_table_uri(settings: Settings, dataset: str, table: str) -> str:
+    if dataset not in BRONZE_TABLES or table not in BRONZE_TABLES[dataset]:
+        raise ValueError(f"unknown bronze table {dataset}/{table}")
+    return settings.lake_uri("bronze", dataset, table)
+
+
+def delta_version(settings: Settings, uri: str) -> int | None:
+    """Current version of the Delta table at `uri`, or None when it does not exist yet."""
+    options = settings.delta_storage_options
+    if not DeltaTable.is_deltatable(uri, storage_options=options):
+        return None
+    return int(DeltaTable(uri, storage_options=options).version())
+
+
+def rows_by_table(pipeline: dlt.Pipeline) -> dict[str, int]:
+    """Rows normalized per table in the pipeline's last run (dlt's own tables left out)."""
+    trace = pipeline.last_trace
+    info = trace.last_normalize_info if trace is not None else None
+    counts = dict(info.row_counts) if info is not None else {}
+    return {table: int(n) for table, n in counts.items() if not table.startswith("_dlt")}
+
+
+def load_summary(
+    settings: Settings, pipeline: dlt.Pipeline, tables: Iterable[str] | None = None
+) -> dict[str, TableLoad]:
+    """Rows loaded and resulting Delta version per bronze table of `pipeline`'s dataset.
+
+    `tables` defaults to every bronze table of the dataset; tables without rows in this run are
+    reported with rows=0 (and their current version, None if they do not exist yet).
+    """
+    dataset = pipeline.dataset_name
+    rows = rows_by_table(pipeline)
+    wanted = list(tables) if tables is not None else list(BRONZE_TABLES[dataset])
+    summary: dict[str, TableLoad] = {}
+    for table in wanted:
+        uri = bronze_table_uri(settings, dataset, table)
+        summary[table] = TableLoad(table, uri, rows.get(table, 0), delta_version(settings, uri))
+    return summary
+
+
+def raise_on_failed(info: LoadInfo) -> LoadInfo:
+    """dlt reports failed jobs in `LoadInfo`; make them an exception so a run never half-succeeds."""
+    info.raise_on_failed_jobs()
+    return info

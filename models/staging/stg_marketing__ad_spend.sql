@@ -1,0 +1,13 @@
+with source as (
+    select * from {{ source('marketing', 'ad_spend') }}
+)
+
+select
+    cast(campaign_id as varchar) as campaign_id,
+    {{ to_date('spend_date') }} as spend_date,
+    cast(impressions as bigint) as impressions,
+    cast(clicks as bigint) as clicks,
+    {{ to_decimal('spend', 12, 2) }} as spend,
+    upper(trim(cast(currency as varchar))) as currency,
+    {{ to_utc_timestamp('updated_at') }} as updated_at
+from source

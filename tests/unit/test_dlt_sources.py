@@ -1,0 +1,190 @@
+"""dlt sources without the stack: cursors, DynamoDB conversion and parallel scan, construction offline."""
+
+from __future__ import annotations
+
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from boto3.dynamodb.types import Binary
+
+from ingestion.dlt_sources import (
+    PIPELINES,
+    dynamodb_source,
+    landing_source,
+    make_pipeline,
+    marketing_source,
+)
+from ingestion.dlt_sources.core import canonical_iso, iso_max, iso_second_floor
+from ingestion.dlt_sources.dynamodb import deserialize, parallel_scan, plain
+from ingestion.dlt_sources.marketing import marketing_config
+from lakehouse.settings import Settings
+
+
+@pytest.fixture
+def offline_settings(tmp_path: Path) -> Settings:
+    """Settings pointing at ports nothing listens on: any network access would fail loudly."""
+    return Settings(
+        _env_file=None,
+        environment="local",
+        state_dir=tmp_path,
+        s3_port=1,
+        api_port=1,
+        name_prefix="offline-test",
+    )
+
+
+def test_iso_max_compares_times_not_strings() -> None:
+    # as strings "…00Z" > "…00.5Z"; as times it is the other way round
+    assert iso_max(["2026-11-20T10:00:00Z", "2026-11-20T10:00:00.5Z"]) == "2026-11-20T10:00:00.500000Z"
+    assert iso_max(["2026-11-20T12:00:00+02:00", "2026-11-20T10:30:00Z"]) == "2026-11-20T10:30:00.000000Z"
+    assert iso_max(["2026-11-20T10:00:00"]) == "2026-11-20T10:00:00.000000Z"  # naive = UTC
+    assert canonical_iso("2026-11-20T10:00:00.000001Z") == "2026-11-20T10:00:00.000001Z"
+
+
+def test_iso_second_floor_is_a_lexicographic_lower_bound() -> None:
+    floor = iso_second_floor("2026-11-20T10:00:00.700000Z")
+    assert floor == "2026-11-20T10:00:00"
+    same_second_or_later = ["2026-11-20T10:00:00Z", "2026-11-20T10:00:00.1Z", "2026-11-20T10:00:01Z"]
+    assert all(value >= floor for value in same_second_or_later)
+    assert floor > "2026-11-20T09:59:59.999Z"
+
+
+def test_dynamodb_values_become_plain_python() -> None:
+    item = deserialize(
+        {
+            "cart_id": {"S": "c1"},
+            "customer_id": {"N": "42"},
+            "score": {"N": "1E+2"},
+            "items": {"L": [{"M": {"product_id": {"N": "7"}, "quantity": {"N": "2"}, "unit_price": {"N": "19.99"}}}]},
+            "tags": {"SS": ["b", "a"]},
+            "blob": {"B": b"\x00\x01"},
+            "flag": {"BOOL": True},
+            "nothing": {"NULL": True},
+        }
+    )
+    assert item == {
+        "cart_id": "c1",
+        "customer_id": 42,
+        "score": 100,
+        "items": [{"product_id": 7, "quantity": 2, "unit_price": 19.99}],
+        "tags": ["a", "b"],
+        "blob": "AAE=",
+        "flag": True,
+        "nothing": None,
+    }
+    assert type(item["customer_id"]) is int and type(item["items"][0]["unit_price"]) is float
+    assert plain(Decimal("-3.50")) == -3.5 and plain(Binary(b"x")) == "eA=="
+
+
+def test_parallel_scan_reads_every_segment_page_by_page_concurrently() -> None:
+    pages = {0: [["a1", "a2"], ["a3"]], 1: [["b1"]], 2: [[], ["c1"]], 3: [["d1"], ["d2"], ["d3"]]}
+    calls: list[tuple[int, int, Any]] = []
+    running, peak = [0], [0]
+    lock = threading.Lock()
+
+    def scan(**kwargs: Any) -> dict[str, Any]:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.02)
+        segment, total = kwargs["Segment"], kwargs["TotalSegments"]
+        index = kwargs.get("ExclusiveStartKey", {}).get("i", 0)
+        calls.append((segment, total, kwargs.get("FilterExpression")))
+        with lock:
+            running[0] -= 1
+        response: dict[str, Any] = {"Items": pages[segment][index]}
+        if index + 1 < len(pages[segment]):
+            response["LastEvaluatedKey"] = {"i": index + 1}
+        return response
+
+    seen: list[Any] = [
+        item for page in parallel_scan(scan, {"TableName": "t", "FilterExpression": "f"}, 4) for item in page
+    ]
+    assert sorted(seen) == ["a1", "a2", "a3", "b1", "c1", "d1", "d2", "d3"]
+    assert sorted({c[0] for c in calls}) == [0, 1, 2, 3] and {c[1] for c in calls} == {4}
+    assert len(calls) == 8 and {c[2] for c in calls} == {"f"}
+    assert peak[0] > 1  # segments really ran in parallel
+
+
+def test_parallel_scan_propagates_errors() -> None:
+    def scan(**kwargs: Any) -> dict[str, Any]:
+        if kwargs["Segment"] == 2:
+            raise RuntimeError("throttled")
+        return {"Items": [kwargs["Segment"]]}
+
+    with pytest.raises(RuntimeError, match="throttled"):
+        list(parallel_scan(scan, {"TableName": "t"}, 4))
+    with pytest.raises(ValueError):
+        list(parallel_scan(scan, {"TableName": "t"}, 0))
+
+
+def test_sources_and_pipelines_build_without_network(offline_settings: Settings) -> None:
+    """What Dagster does at import time: must not connect to anything (ports are closed)."""
+    dynamo = dynamodb_source(offline_settings)
+    assert dynamo.name == "dynamodb" and list(dynamo.resources) == ["carts", "sessions", "reviews"]
+    assert dynamo.resources["carts"].write_disposition == {"disposition": "merge", "strategy": "upsert"}
+    clicks = landing_source(offline_settings, kind="clickstream")
+    feeds = landing_source(
+        offline_settings, object_keys=["partner_feeds/p1/dt=2026-11-20/feed-1.csv"], kind="partner_feeds"
+    )
+    assert clicks.name == "landing_clickstream" and list(clicks.resources) == ["clickstream"]
+    assert feeds.name == "landing_partner_feeds" and list(feeds.resources) == ["partner_feeds"]
+    assert clicks.resources["clickstream"].write_disposition == "append"
+    marketing = marketing_source(offline_settings)
+    assert marketing.name == "marketing" and list(marketing.resources) == ["campaigns", "ad_spend"]
+    for name in PIPELINES:
+        pipeline = make_pipeline(offline_settings, name)
+        assert pipeline.dataset_name == PIPELINES[name]
+        assert Path(pipeline.pipelines_dir) == offline_settings.state_path / "dlt"
+    assert len({make_pipeline(offline_settings, n).pipeline_name for n in PIPELINES}) == len(PIPELINES)
+
+
+def test_inputs_are_validated(offline_settings: Settings) -> None:
+    with pytest.raises(ValueError, match="landing object key"):
+        landing_source(offline_settings, object_keys=["clickstream/../secrets"], kind="clickstream")
+    with pytest.raises(TypeError):
+        landing_source(offline_settings, object_keys="clickstream/dt=2026-11-20/a.json.gz")
+    with pytest.raises(ValueError, match="unknown landing kind"):
+        landing_source(offline_settings, kind="orders")
+    with pytest.raises(ValueError):
+        landing_source(offline_settings, prefix="partner_feeds/", kind="clickstream")
+    with pytest.raises(ValueError):
+        dynamodb_source(offline_settings, tables=["orders"])
+    with pytest.raises(ValueError):
+        marketing_config(offline_settings, page_size=1001)
+    with pytest.raises(ValueError):
+        marketing_config(offline_settings, base_url="file:///etc")
+    with pytest.raises(ValueError, match="invalid pipeline name"):
+        make_pipeline(offline_settings, "../escape", dataset="landing")
+    with pytest.raises(ValueError, match="unknown pipeline"):
+        make_pipeline(offline_settings, "bronze_other")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        make_pipeline(offline_settings, "bronze_other", dataset="silver")  # type: ignore[arg-type]
+
+
+def test_marketing_config_pages_and_cursor(offline_settings: Settings) -> None:
+    config = marketing_config(offline_settings, page_size=25)
+    assert config["client"]["base_url"] == offline_settings.api_url + "/"
+    assert config["client"]["paginator"]["type"] == "page_number"
+    keys = {r["name"]: r["primary_key"] for r in config["resources"]}
+    assert keys == {"campaigns": ["campaign_id"], "ad_spend": ["campaign_id", "spend_date"]}
+    params = config["resources"][1]["endpoint"]["params"]
+    assert params["page_size"] == 25 and params["updated_since"]["cursor_path"] == "updated_at"
+
+
+def test_column_hints_are_not_shared_between_columns(offline_settings: Settings) -> None:
+    """dlt writes each column's name into its hint dict: a shared dict would rename columns."""
+    for source in (dynamodb_source(offline_settings), marketing_source(offline_settings)):
+        for resource in source.resources.values():
+            columns = resource.compute_table_schema()["columns"]
+            assert columns and all(name == column["name"] for name, column in columns.items()), resource.name
+    timestamps = dynamodb_source(offline_settings).resources["sessions"].compute_table_schema()["columns"]
+    assert {n for n, c in timestamps.items() if c.get("data_type") == "timestamp"} == {
+        "started_at",
+        "ended_at",
+        "updated_at",
+    }
