@@ -95,20 +95,38 @@ class Applier:
 
     # ---------------------------------------------------------------- silver
     def silver_rows(self, shape: TableShape, changes: pa.Table) -> pa.Table:
-        """Latest change per key (by LSN, then Kafka position), in silver's shape."""
-        cols = ",\n  ".join(f"{shape.resolved(f.name, f.type)} as {_q(f.name)}" for f in shape.columns)
+        """Latest change per key (by LSN, then Kafka position), in silver's shape.
+
+        An unchanged-TOAST placeholder in the latest change takes the value of an earlier change of
+        the same key in this batch; if none carried one, the placeholder stays and the MERGE keeps
+        the stored value.
+        """
+        columns = []
+        for f in shape.columns:
+            value = shape.resolved(f.name, f.type)
+            if pa.types.is_string(f.type):
+                known = (
+                    f"last_value(case when ({value}) = {_lit(UNAVAILABLE)} then null "
+                    f"else coalesce({value}, {_lit(_NULL)}) end ignore nulls) over in_batch"
+                )
+                value = f"case when ({known}) is null then {_lit(UNAVAILABLE)} else nullif({known}, {_lit(_NULL)}) end"
+            columns.append(f"{value} as {_q(f.name)}")
+        cols = ",\n  ".join(columns)
         partition = ""
         if shape.partition:
             source = _q(shape.partition.column)
             image = f"case when op = 'd' then before.{source} else after.{source} end"
             partition = f",\n  substr(cast({image} as varchar), 1, {shape.partition.width}) as {PARTITION_COLUMN}"
         now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        order = "lsn, kafka_partition, kafka_offset"
         sql = f"""
 select
   {cols},
   lsn as _cdc_lsn, op as _cdc_op, source_ts as _cdc_source_ts, op = 'd' as _cdc_deleted,
   timestamptz '{now}+00' as _cdc_updated_at{partition}
 from changes
+window in_batch as (
+  partition by {shape.key_exprs()} order by {order} rows between unbounded preceding and current row)
 qualify row_number() over (
   partition by {shape.key_exprs()} order by lsn desc, kafka_partition desc, kafka_offset desc) = 1
 """

@@ -21,7 +21,6 @@ DAGSTER_ENV = {
     "DAGSTER_PG_DB": "dagster",
     "DAGSTER_PG_USERNAME": "u",
     "DAGSTER_PG_PASSWORD": "p",
-    "DAGSTER_MAX_CONCURRENT_RUNS": "2",
     "DAGSTER_RUN_TASK_DEFINITION": "run",
     "DAGSTER_COMPUTE_LOGS_BUCKET": "bucket",
     "DAGSTER_CODE_LOCATION_HOST": "code-location.internal",

@@ -25,7 +25,7 @@ ENVIRONMENTS = ("local", "prod")
 # Buckets Terraform creates that the application never uses (not in Settings.buckets).
 INFRA_ONLY_BUCKET_SUFFIXES = ("-s3-access-logs",)
 # LAKEHOUSE_* variables passed to ECS before lakehouse.settings grows the matching fields.
-PENDING_SETTINGS_ENV = {"LAKEHOUSE_EMR_APPLICATION_ID", "LAKEHOUSE_EMR_JOB_ROLE_ARN"}
+PENDING_SETTINGS_ENV: set[str] = set()
 
 
 # ---------------------------------------------------------------------------- parsing and layout

@@ -35,7 +35,7 @@ module "catalog" {
   kms_key_arn               = module.kms.key_arn
   bronze_tables             = local.bronze_tables
   silver_tables             = local.oltp_tables
-  silver_history_tables     = ["customers", "addresses", "products"]
+  silver_history_tables     = local.oltp_tables
   create_athena_workgroup   = var.create_athena_workgroup
   manage_catalog_encryption = false
 }

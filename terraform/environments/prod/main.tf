@@ -51,7 +51,7 @@ module "catalog" {
   kms_key_arn                    = module.kms.key_arn
   bronze_tables                  = local.bronze_tables
   silver_tables                  = local.oltp_tables
-  silver_history_tables          = ["customers", "addresses", "products"]
+  silver_history_tables          = local.oltp_tables # the sink writes a history for every captured table
   bytes_scanned_cutoff_per_query = var.athena_bytes_scanned_cutoff
 }
 
@@ -105,6 +105,6 @@ module "compute" {
     bootstrap_servers = var.enable_streaming ? module.streaming[0].bootstrap_brokers : ""
     topic_arn_prefix  = var.enable_streaming ? module.streaming[0].topic_arn_prefix : ""
     group_arn_prefix  = var.enable_streaming ? module.streaming[0].group_arn_prefix : ""
-    topics            = var.enable_streaming ? values(module.streaming[0].cdc_topics) : []
+    cdc_topic_pattern = "${local.cdc_topic_prefix}.${local.oltp_schema}.*" # Settings.cdc_topic(<any table>)
   }
 }

@@ -1,5 +1,20 @@
-# EMR Serverless (Spark + Delta Lake) for backfills and compactions too heavy for a Fargate run.
-# Jobs are submitted by Dagster runs (role "run") with the job role below; nothing runs while idle.
+# EMR Serverless for jobs too heavy for a Fargate run (today: the silver rebuild, a Python job started
+# through Dagster Pipes, see docs/prod-wiring.md). Jobs are submitted by Dagster runs (role "run") with
+# the job role below; nothing runs (or costs) while idle.
+locals {
+  # Same rules as orchestration/defs/emr.py: ARTIFACTS_PREFIX and emr_log_group(settings).
+  emr_artifacts_prefix = "emr/silver-rebuild"
+  emr_log_group        = "/aws/emr-serverless/${var.name_prefix}"
+}
+
+# Driver stdout/stderr of job runs (the Pipes client names it in each StartJobRun request).
+resource "aws_cloudwatch_log_group" "emr" {
+  name              = local.emr_log_group
+  retention_in_days = var.log_retention_days
+  kms_key_id        = var.kms_key_arn
+  tags              = var.tags
+}
+
 resource "aws_emrserverless_application" "spark" {
   name          = "${var.name_prefix}-spark"
   release_label = var.emr_release_label
@@ -50,36 +65,68 @@ resource "aws_iam_role" "emr_job" {
   tags               = var.tags
 }
 
+# Least privilege for the one job that runs here, the silver rebuild (ingestion/jobs/rebuild_silver.py):
+# read the bronze CDC changelogs, rewrite silver/<table> and silver/<table>_history, read its code
+# (the entry point and the venv archive under emr/ in the artifacts bucket), write its driver logs to
+# CloudWatch (Dagster Pipes reads its messages from there). No Glue, no landing, no other lake prefix.
 data "aws_iam_policy_document" "emr_job" {
   statement {
-    sid       = "ListBuckets"
-    actions   = ["s3:ListBucket", "s3:GetBucketLocation"]
-    resources = [local.bucket_arns["landing"], local.bucket_arns["lake"], local.bucket_arns["artifacts"]]
+    sid       = "ListLakeTables"
+    actions   = ["s3:ListBucket"]
+    resources = [local.bucket_arns["lake"]]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["bronze/cdc/*", "silver/*"]
+    }
   }
   statement {
-    sid       = "ReadLandingAndJobCode"
+    sid       = "ReadBronzeChangelogs"
     actions   = ["s3:GetObject"]
-    resources = ["${local.bucket_arns["landing"]}/*", "${local.bucket_arns["artifacts"]}/emr/*"]
+    resources = ["${local.bucket_arns["lake"]}/bronze/cdc/*"]
   }
   statement {
-    sid       = "ReadWriteLake"
-    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
-    resources = ["${local.bucket_arns["lake"]}/*"]
+    sid     = "ReadWriteSilver"
+    actions = [
+      "s3:GetObject", "s3:PutObject", "s3:DeleteObject", # delete: delta-rs' expired-log cleanup
+      "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts",
+    ]
+    resources = ["${local.bucket_arns["lake"]}/silver/*"]
   }
   statement {
-    sid       = "JobLogs"
-    actions   = ["s3:PutObject", "s3:GetObject"]
-    resources = ["${local.bucket_arns["artifacts"]}/emr/logs/*"]
+    sid       = "ListJobCode"
+    actions   = ["s3:ListBucket"]
+    resources = [local.bucket_arns["artifacts"]]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${local.emr_artifacts_prefix}/*"]
+    }
   }
   statement {
-    sid       = "KmsData"
-    actions   = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
+    sid       = "ReadJobCode"
+    actions   = ["s3:GetObject"]
+    resources = ["${local.bucket_arns["artifacts"]}/${local.emr_artifacts_prefix}/*"]
+  }
+  statement {
+    sid       = "KmsForS3"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [var.kms_key_arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["s3.${var.aws_region}.amazonaws.com"]
+    }
   }
   statement {
-    sid       = "GlueCatalog"
-    actions   = concat(local.glue_read_actions, local.glue_write_actions)
-    resources = local.glue_resources
+    sid       = "DriverLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+    resources = ["${aws_cloudwatch_log_group.emr.arn}:*"]
+  }
+  statement {
+    sid       = "FindLogGroup"
+    actions   = ["logs:DescribeLogGroups"]
+    resources = ["arn:${local.partition}:logs:${local.arn_suffix}:log-group:*"]
   }
 }
 

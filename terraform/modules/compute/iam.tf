@@ -1,9 +1,9 @@
 # One task role and one execution role per component (least privilege):
 #   webserver     : UI; terminates runs (EcsRunLauncher.terminate), reads compute logs
 #   daemon        : dequeues and launches runs as ECS tasks of the "run" task definition
-#   code_location : gRPC code server; evaluates sensors (read-only data access)
+#   code_location : gRPC code server; evaluates sensors (read-only data access, CDC topic probe)
 #   run           : one ECS task per Dagster run: ingestion, Delta writes, dbt on Athena, EMR jobs
-#   emr_job       : EMR Serverless Spark jobs (separate role passed by the runs)
+#   emr_job       : EMR Serverless job runs (separate role passed by the runs; see emr.tf)
 locals {
   components = ["webserver", "daemon", "code_location", "run"]
 
@@ -33,6 +33,11 @@ locals {
   ecs_task_arns           = "arn:${local.partition}:ecs:${local.arn_suffix}:task/${local.cluster_name}/*"
   emr_application_arn     = aws_emrserverless_application.spark.arn
   compute_logs_prefix     = "dagster/compute-logs"
+
+  # MSK Serverless (IAM auth): statements only when the streaming module exists (ARNs are "" otherwise).
+  kafka_enabled    = var.kafka.cluster_arn != ""
+  kafka_topic_arns = ["${var.kafka.topic_arn_prefix}/${var.kafka.cdc_topic_pattern}"]
+  kafka_group_arns = ["${var.kafka.group_arn_prefix}/${var.kafka_consumer_group_prefix}*"]
 }
 
 data "aws_iam_policy_document" "ecs_tasks_assume" {
@@ -239,6 +244,31 @@ data "aws_iam_policy_document" "code_location" {
     actions   = local.glue_read_actions
     resources = local.glue_resources
   }
+  # cdc_topics_sensor: metadata of the CDC topics and one record past the lake's progress (no commits)
+  dynamic "statement" {
+    for_each = local.kafka_enabled ? [1] : []
+    content {
+      sid       = "KafkaCluster"
+      actions   = ["kafka-cluster:Connect", "kafka-cluster:DescribeCluster"]
+      resources = [var.kafka.cluster_arn]
+    }
+  }
+  dynamic "statement" {
+    for_each = local.kafka_enabled ? [1] : []
+    content {
+      sid       = "ProbeCdcTopics"
+      actions   = ["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"]
+      resources = local.kafka_topic_arns
+    }
+  }
+  dynamic "statement" {
+    for_each = local.kafka_enabled ? [1] : []
+    content {
+      sid       = "ProbeConsumerGroups"
+      actions   = ["kafka-cluster:DescribeGroup"]
+      resources = local.kafka_group_arns
+    }
+  }
 }
 
 # ---------------------------------------------------------------- runs (the data plane)
@@ -316,28 +346,45 @@ data "aws_iam_policy_document" "run" {
       ]
     ])
   }
-  statement {
-    sid       = "KafkaCluster"
-    actions   = ["kafka-cluster:Connect", "kafka-cluster:DescribeCluster"]
-    resources = [var.kafka.cluster_arn]
+  # CDC sink: consume the CDC topics, commit its group's offsets (lag monitoring)
+  dynamic "statement" {
+    for_each = local.kafka_enabled ? [1] : []
+    content {
+      sid       = "KafkaCluster"
+      actions   = ["kafka-cluster:Connect", "kafka-cluster:DescribeCluster"]
+      resources = [var.kafka.cluster_arn]
+    }
   }
-  statement {
-    sid       = "ReadCdcTopics"
-    actions   = ["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"]
-    resources = [for t in var.kafka.topics : "${var.kafka.topic_arn_prefix}/${t}"]
+  dynamic "statement" {
+    for_each = local.kafka_enabled ? [1] : []
+    content {
+      sid       = "ReadCdcTopics"
+      actions   = ["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"]
+      resources = local.kafka_topic_arns
+    }
   }
-  statement {
-    sid       = "ConsumerGroups"
-    actions   = ["kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"]
-    resources = ["${var.kafka.group_arn_prefix}/${var.kafka_consumer_group_prefix}*"]
+  dynamic "statement" {
+    for_each = local.kafka_enabled ? [1] : []
+    content {
+      sid       = "ConsumerGroups"
+      actions   = ["kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"]
+      resources = local.kafka_group_arns
+    }
   }
+  # PipesEMRServerlessClient: start/poll/cancel job runs of this application; it also reads the
+  # application (type, logging) and the job-run dashboard URL, and tags runs with Dagster's run id.
   statement {
     sid     = "EmrServerlessJobs"
     actions = [
       "emr-serverless:StartJobRun", "emr-serverless:GetJobRun", "emr-serverless:CancelJobRun",
-      "emr-serverless:ListJobRuns", "emr-serverless:GetDashboardForJobRun", "emr-serverless:GetApplication",
+      "emr-serverless:GetDashboardForJobRun", "emr-serverless:GetApplication", "emr-serverless:TagResource",
     ]
     resources = [local.emr_application_arn, "${local.emr_application_arn}/jobruns/*"]
+  }
+  statement {
+    sid       = "ReadEmrJobLogs" # Pipes messages of the job run (driver stdout in CloudWatch Logs)
+    actions   = ["logs:GetLogEvents", "logs:DescribeLogStreams"]
+    resources = ["${aws_cloudwatch_log_group.emr.arn}:*"]
   }
   statement {
     sid       = "PassEmrJobRole"

@@ -31,7 +31,6 @@ locals {
     DAGSTER_RUN_TASK_DEFINITION = local.run_family
     DAGSTER_COMPUTE_LOGS_BUCKET = var.buckets["artifacts"]
     DAGSTER_CODE_LOCATION_HOST  = local.code_host
-    DAGSTER_MAX_CONCURRENT_RUNS = tostring(var.max_concurrent_runs)
     AWS_REGION                  = var.aws_region
     AWS_DEFAULT_REGION          = var.aws_region
   }
@@ -45,12 +44,13 @@ locals {
     LAKEHOUSE_ATHENA_WORKGROUP        = var.athena_workgroup
     LAKEHOUSE_DBT_TARGET              = "athena"
     LAKEHOUSE_KAFKA_BOOTSTRAP_SERVERS = var.kafka.bootstrap_servers
+    LAKEHOUSE_KAFKA_SECURITY_PROTOCOL = "SASL_SSL" # MSK Serverless accepts IAM auth only (lakehouse/kafka.py)
     LAKEHOUSE_POSTGRES_HOST           = var.oltp.host
     LAKEHOUSE_POSTGRES_PORT           = tostring(var.oltp.port)
     LAKEHOUSE_POSTGRES_USER           = var.oltp.user
     LAKEHOUSE_POSTGRES_DB             = var.oltp.database
     LAKEHOUSE_STATE_DIR               = local.lakehouse_home
-    # Not yet fields of lakehouse.settings (ignored until added there): EMR Serverless target.
+    # EMR Serverless target of the silver rebuild (orchestration/defs/emr.py picks EMR when both are set).
     LAKEHOUSE_EMR_APPLICATION_ID = aws_emrserverless_application.spark.id
     LAKEHOUSE_EMR_JOB_ROLE_ARN   = aws_iam_role.emr_job.arn
   }

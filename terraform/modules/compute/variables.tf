@@ -61,13 +61,13 @@ variable "dynamodb_table_names" {
 }
 
 variable "kafka" {
-  description = "MSK Serverless cluster: ARN, SASL/IAM bootstrap servers, topic/group ARN prefixes and the CDC topic names read by runs."
+  description = "MSK Serverless cluster (all \"\" when streaming is disabled): ARN, SASL/IAM bootstrap servers, topic/group ARN prefixes and the CDC topic name pattern (<prefix>.<schema>.*) read by runs and the sensor."
   type        = object({
     cluster_arn       = string
     bootstrap_servers = string
     topic_arn_prefix  = string
     group_arn_prefix  = string
-    topics            = list(string)
+    cdc_topic_pattern = string
   })
 }
 
@@ -113,12 +113,6 @@ variable "task_sizes" {
     code_location = { cpu = 512, memory = 2048 }
     run           = { cpu = 1024, memory = 4096 }
   }
-}
-
-variable "max_concurrent_runs" {
-  description = "Limit of the QueuedRunCoordinator (DAGSTER_MAX_CONCURRENT_RUNS read by docker/ecs/dagster.yaml)."
-  type        = number
-  default     = 4
 }
 
 variable "db_instance_class" {

@@ -1,0 +1,33 @@
+"""End-to-end fixtures: `lakehouse demo --no-ui` once per session, on the session's stack."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lakehouse.settings import Settings
+from lakehouse.stack import LocalStack
+from tests.conftest import REPO_ROOT
+
+
+def lakehouse_cli(settings: Settings, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run the `lakehouse` CLI as a user would, configured by the session's settings."""
+    return subprocess.run(
+        [sys.executable, "-m", "lakehouse.cli", *args],
+        env={**os.environ, **settings.to_env(), "COLUMNS": "200"},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def demo(local_stack: LocalStack, settings: Settings) -> Settings:
+    """The whole lakehouse built by the demo command (stack, data, ingestion, dbt backfill, maintenance)."""
+    result = lakehouse_cli(settings, "demo", "--no-ui", timeout=1800)
+    assert result.returncode == 0, f"demo failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return settings
