@@ -12,72 +12,40 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
-import psycopg
 import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
 
 import orchestration.resources
-from ingestion.cdc.config import SinkConfig
 from ingestion.cdc.lake import DeltaStore
-from ingestion.cdc.publisher import CdcPublisher, drop_slot, slot_status
-from ingestion.cdc.sink import CdcSink, SinkReport
+from ingestion.cdc.sink import SinkReport
 from ingestion.cdc.verify import compare_table
 from lakehouse.settings import Settings, child_env
 from lakehouse.synthetic.entities import generate
-from lakehouse.synthetic.schema import ensure_schema
 from orchestration.defs import emr
 from orchestration.defs.cdc import history_key, silver_key
 from orchestration.resources import LakehouseSettings
+from tests.integration.cdc_support import CdcEnv, cdc_environment
 
 TABLE = "orders"
 
 
-class Env:
-    """An isolated database, topic prefix, slot and lake on the session's stack, with a publisher."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.config = SinkConfig.from_settings(settings)
-        self.store = DeltaStore(self.config.storage_options)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=CdcPublisher(settings).run, args=(self.stop,), daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + 90
-        while not ((slot := slot_status(self.settings)) and slot["active"]):
-            assert time.monotonic() < deadline, "Debezium did not open its replication slot within 90 s"
-            time.sleep(0.3)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(60)
-
-    def execute(self, statement: str) -> None:
-        with psycopg.connect(self.settings.postgres_dsn, autocommit=True) as conn:
-            conn.execute(statement.encode())
+class Env(CdcEnv):
+    """The shared CDC environment, focused on one table's lake layers."""
 
     def sink(self) -> SinkReport:
-        with CdcSink(self.config) as sink:
-            return sink.run_once(tables=[TABLE])
+        return self.sink_once([TABLE])
 
     def sink_until_consistent(self, timeout: float = 60) -> None:
-        """Debezium publishes asynchronously: run the sink until silver equals PostgreSQL."""
-        deadline = time.monotonic() + timeout
-        while True:
-            self.sink()
-            diff = compare_table(self.settings, TABLE)
-            if diff.equal:
-                return
-            assert time.monotonic() < deadline, f"silver never matched PostgreSQL: {diff.summary()}"
-            time.sleep(1)
+        self.wait_consistent((TABLE,), timeout=timeout)
+
+    @property
+    def store(self) -> DeltaStore:
+        return DeltaStore(self.config.storage_options)
 
     def table(self, layer: str) -> DeltaTable:
         found = self.store.open(self.config.uri(layer, TABLE))  # type: ignore[arg-type]
@@ -97,22 +65,8 @@ class Env:
 
 @pytest.fixture
 def env(isolated_settings: Callable[[], Settings]) -> Iterator[Env]:
-    settings = isolated_settings()
-    settings = settings.model_copy(
-        update={
-            "cdc_slot_name": f"slot_{settings.postgres_db}",
-            "state_dir": settings.state_path / settings.postgres_db,
-        }
-    )
-    ensure_schema(settings)
-    generate(settings, "customers", 20, seed=3)
-    generate(settings, "products", 10, seed=3)
-    generate(settings, "orders", 60, seed=3)
-    environment = Env(settings)
-    environment.start()
-    yield environment
-    environment.close()
-    drop_slot(settings)
+    with cdc_environment(isolated_settings, customers=20, products=10, orders=60, seed=3, env_class=Env) as shared:
+        yield shared
 
 
 def _materialize_rebuild(env: Env, monkeypatch: pytest.MonkeyPatch) -> dg.ExecuteInProcessResult:
