@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
@@ -32,6 +34,11 @@ class LakeTable:
     @property
     def name(self) -> str:
         return "/".join(self.path)
+
+    @property
+    def is_silver_state(self) -> bool:
+        """A CDC current-state table (it holds tombstones)."""
+        return self.path[0] == "silver" and not self.path[-1].endswith("_history")
 
 
 def _catalogue() -> tuple[LakeTable, ...]:
@@ -74,6 +81,22 @@ def discover(settings: Settings) -> dict[str, str]:
         for prefix in sorted(prefixes)
         if all(_NAME.match(part) for part in prefix.split("/"))
     }
+
+
+def purge_tombstones(settings: Settings, uri: str, older_than_hours: int) -> dict[str, Any]:
+    """Delete silver tombstones (`_cdc_deleted`) older than the retention.
+
+    A tombstone keeps a deleted key from being resurrected by a late, older change; after the
+    retention such a change is not expected any more (Debezium never reorders one key's changes).
+    """
+    table = open_table(settings, uri)
+    if table is None:
+        return {"skipped": "table does not exist yet"}
+    if "_cdc_deleted" not in pa.schema(table.schema().to_arrow()).names:
+        return {"skipped": "not a CDC silver table"}
+    cutoff = (datetime.now(UTC) - timedelta(hours=older_than_hours)).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    metrics = table.delete(f"_cdc_deleted and _cdc_updated_at < '{cutoff}'")
+    return {"tombstones_deleted": int(metrics.get("num_deleted_rows", 0)), "older_than_hours": older_than_hours}
 
 
 def compact(settings: Settings, uri: str, target_size: int | None = None) -> dict[str, Any]:

@@ -95,6 +95,7 @@ class Settings(BaseSettings):
     # --- Delta maintenance ---
     delta_vacuum_retention_hours: int = Field(default=168, ge=0, description="Time travel kept by VACUUM.")
     delta_target_file_size: int = Field(default=128 * 1024 * 1024, ge=1024 * 1024)
+    cdc_tombstone_retention_hours: int = Field(default=168, ge=1, description="Silver keeps deleted keys this long.")
 
     # --- DuckDB / dbt ---
     dbt_target: str | None = Field(default=None, description="Defaults to local or athena by environment.")

@@ -1,4 +1,5 @@
-"""Delta table maintenance: compaction (OPTIMIZE) and VACUUM of every lake table, daily.
+"""Delta table maintenance: compaction (OPTIMIZE) and VACUUM of every lake table, daily; old silver
+tombstones are purged first.
 
 One multi-asset per writer, sharing the writer's concurrency pool: maintenance of a table never
 runs while Dagster runs the ingestion that writes it (outside writers such as the follow-mode CDC
@@ -7,7 +8,7 @@ sink are safe too: their commits are fenced and retried).
 
 import dagster as dg
 
-from lakehouse.lake import LAKE_TABLES, LakeTable, compact, vacuum
+from lakehouse.lake import LAKE_TABLES, LakeTable, compact, purge_tombstones, vacuum
 from orchestration.resources import LakehouseSettings
 
 #: writer → the concurrency pool its Dagster assets use
@@ -51,12 +52,16 @@ def _maintenance_asset(writer: str) -> dg.AssetsDefinition:
             if key not in context.selected_asset_keys:
                 continue
             uri = table.uri(settings)
+            purged = (
+                purge_tombstones(settings, uri, settings.cdc_tombstone_retention_hours) if table.is_silver_state else {}
+            )
             compacted = compact(settings, uri, target_size=settings.delta_target_file_size)
             vacuumed = vacuum(settings, uri, settings.delta_vacuum_retention_hours)
             yield dg.MaterializeResult(
                 asset_key=key,
                 metadata={
                     "table_uri": dg.MetadataValue.url(uri),
+                    **purged,
                     **{f"optimize_{k}": v for k, v in compacted.items()},
                     **{f"vacuum_{k}": v for k, v in vacuumed.items()},
                 },
