@@ -103,6 +103,12 @@ class KafkaPublishingHandler:
                     raise
         self._known_topics.add(topic)
 
+    def close(self) -> None:
+        """Flush and release the Kafka clients (their threads would keep retrying the broker)."""
+        self._producer.flush(10)
+        del self._producer
+        del self._admin
+
     def _on_delivery(self, err: Any, _msg: Any) -> None:
         if err is not None:
             self._errors.append(str(err))
@@ -162,7 +168,10 @@ class CdcPublisher:
             self._engine = DebeziumJsonEngine(properties=props, handler=self.handler)  # type: ignore[arg-type]
             if stop is not None:
                 threading.Thread(target=self._stop_when, args=(stop,), daemon=True).start()
-            self._engine.run()
+            try:
+                self._engine.run()
+            finally:
+                self.handler.close()
 
     def _stop_when(self, stop: threading.Event) -> None:
         stop.wait()
