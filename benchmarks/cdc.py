@@ -315,13 +315,16 @@ def _wait_silver_rows(settings: Settings, table: str, rows: int, timeout: float)
 def _watch_probes(settings: Settings, commits: dict[str, float], seen: dict[str, float], stop: threading.Event) -> None:
     uri = SinkConfig.from_settings(settings).uri("silver", "customers")
     table = DeltaTable(uri, storage_options=settings.delta_storage_options)
+    version = -1
     while not stop.is_set():
-        table.update_incremental()
-        emails = table.to_pyarrow_table(columns=["email"]).column("email").to_pylist()
-        now = time.time()
-        for email in emails:
-            if email in commits and email not in seen:
-                seen[email] = now
+        table.update_incremental()  # cheap: asks for the next log entry only
+        if table.version() != version:  # read the rows only when a commit made something visible
+            version = table.version()
+            emails = table.to_pyarrow_table(columns=["email"]).column("email").to_pylist()
+            now = time.time()
+            for email in emails:
+                if email in commits and email not in seen:
+                    seen[email] = now
         time.sleep(0.2)
 
 

@@ -7,9 +7,11 @@ so a crash between bronze and silver is repaired from bronze, never from Kafka t
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 import duckdb
 import pyarrow as pa
@@ -86,12 +88,35 @@ class TableShape:
         return ", ".join(f"coalesce(after.{_q(k)}, before.{_q(k)})" for k in self.key_columns)
 
 
+def _columns_with_placeholders(changes: pa.Table) -> set[str]:
+    """String columns whose `after` image carries an unchanged-TOAST placeholder in this batch."""
+    after = changes.column("after").combine_chunks()
+    found = set()
+    for index, field in enumerate(after.type):
+        if pa.types.is_string(field.type) and pc.any(pc.equal(after.field(index), UNAVAILABLE)).as_py():
+            found.add(field.name)
+    return found
+
+
 class Applier:
     """Applies batches of changelog rows of one table to silver and history."""
 
     def __init__(self, store: DeltaStore) -> None:
         self.store = store
-        self.db = duckdb.connect()
+        self._local = threading.local()
+
+    def _query(self, sql: str, **tables: pa.Table) -> pa.Table:
+        """Run `sql` over Arrow tables (one DuckDB connection per thread: tables apply in parallel)."""
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = self._local.con = duckdb.connect(config={"threads": 1})  # parallel across tables already
+        try:
+            for name, table in tables.items():
+                con.register(name, table)
+            return con.sql(sql).to_arrow_table()
+        finally:
+            for name in tables:
+                con.unregister(name)
 
     # ---------------------------------------------------------------- silver
     def silver_rows(self, shape: TableShape, changes: pa.Table) -> pa.Table:
@@ -102,9 +127,10 @@ class Applier:
         the stored value.
         """
         columns = []
+        with_placeholders = _columns_with_placeholders(changes)
         for f in shape.columns:
             value = shape.resolved(f.name, f.type)
-            if pa.types.is_string(f.type):
+            if f.name in with_placeholders:
                 known = (
                     f"last_value(case when ({value}) = {_lit(UNAVAILABLE)} then null "
                     f"else coalesce({value}, {_lit(_NULL)}) end ignore nulls) over in_batch"
@@ -130,16 +156,20 @@ window in_batch as (
 qualify row_number() over (
   partition by {shape.key_exprs()} order by lsn desc, kafka_partition desc, kafka_offset desc) = 1
 """
-        self.db.register("changes", changes)
-        try:
-            result = self.db.sql(sql).to_arrow_table()
-        finally:
-            self.db.unregister("changes")
-        return conform_table(result, shape.silver_schema())
+        return conform_table(self._query(sql, changes=changes), shape.silver_schema())
 
-    def apply_silver(self, uri: str, shape: TableShape, changes: pa.Table, txns: Mapping[str, int]) -> dict[str, int]:
+    def apply_silver(
+        self,
+        uri: str,
+        shape: TableShape,
+        changes: pa.Table,
+        txns: Mapping[str, int],
+        table: DeltaTable | Literal["open"] | None = "open",
+    ) -> dict[str, int]:
+        """MERGE the batch into silver (`table`: the target as the caller just opened it)."""
         rows = self.silver_rows(shape, changes)
-        table = self.store.open(uri)
+        if table == "open":
+            table = self.store.open(uri)
         if table is None:
             partition_by = [PARTITION_COLUMN] if shape.partition else None
             self.store.append(uri, None, rows, txns, partition_by=partition_by, operation="silver-create")
@@ -196,8 +226,17 @@ qualify row_number() over (
         return ", ".join(_lit(v) for v in sorted(values))
 
     # ---------------------------------------------------------------- history
-    def apply_history(self, uri: str, shape: TableShape, changes: pa.Table, txns: Mapping[str, int]) -> dict[str, int]:
-        table = self.store.open(uri)
+    def apply_history(
+        self,
+        uri: str,
+        shape: TableShape,
+        changes: pa.Table,
+        txns: Mapping[str, int],
+        table: DeltaTable | Literal["open"] | None = "open",
+    ) -> dict[str, int]:
+        """Add the batch's versions to history and re-link the chains of its keys."""
+        if table == "open":
+            table = self.store.open(uri)
         if table is not None:
             table = self._evolve(table, shape.history_schema(), txns)
         existing = self._existing_history(table, shape, changes)
@@ -242,9 +281,10 @@ qualify row_number() over (
         key_list = ", ".join(keys)
         new_cols = ",\n    ".join(f"{shape.resolved(f.name, f.type)} as {_q(f.name)}" for f in shape.columns)
         filled = []
+        with_placeholders = _columns_with_placeholders(changes)
         for f in shape.columns:
             col = _q(f.name)
-            if pa.types.is_string(f.type):
+            if f.name in with_placeholders:
                 # an unresolved TOAST placeholder inherits the previous version's value
                 filled.append(
                     f"nullif(last_value(case when {col} = {_lit(UNAVAILABLE)} then null "
@@ -276,14 +316,7 @@ select *,
 from filled
 window w as (partition by {key_list} order by _cdc_lsn)
 """
-        self.db.register("changes", changes)
-        self.db.register("existing", existing)
-        try:
-            result = self.db.sql(sql).to_arrow_table()
-        finally:
-            self.db.unregister("changes")
-            self.db.unregister("existing")
-        return conform_table(result, shape.history_schema())
+        return conform_table(self._query(sql, changes=changes, existing=existing), shape.history_schema())
 
     # ---------------------------------------------------------------- schema
     def _evolve(self, table: DeltaTable, schema: pa.Schema, txns: Mapping[str, int]) -> DeltaTable:

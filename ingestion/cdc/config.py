@@ -62,7 +62,12 @@ class SinkConfig:
     #: False: write only bronze (silver/history catch up later from bronze, e.g. in another process)
     downstream: bool = True
     max_batch_messages: int = 100_000
+    #: how long a batch may collect messages: long in catch-up runs (fewer, larger commits), short
+    #: when following the stream (latency)
     max_batch_seconds: float = 5.0
+    follow_batch_seconds: float = 0.3
+    #: follow mode: how often history catches up with bronze (it competes with silver for I/O)
+    follow_history_seconds: float = 5.0
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> SinkConfig:

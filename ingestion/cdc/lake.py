@@ -8,6 +8,7 @@ With no retries the commit only lands on exactly the version we read our progres
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,17 +21,41 @@ from ingestion.cdc.schema import conform_table
 __all__ = ["CommitFailedError", "DeltaStore"]
 
 
+#: Tables the sink creates checkpoint their log every 10 commits: the sink commits every few
+#: seconds, and without checkpoints every fresh open would replay all JSON commits.
+TABLE_CONFIGURATION = {"delta.checkpointInterval": "10"}
+
+
 class DeltaStore:
-    """Opens and writes the sink's Delta tables with one set of storage options."""
+    """Opens and writes the sink's Delta tables with one set of storage options.
+
+    Opened tables are kept and brought up to date with `update_incremental()` (only new log
+    entries are read), instead of loading the log again on every batch.
+    """
 
     def __init__(self, storage_options: Mapping[str, str]) -> None:
         self.storage_options = dict(storage_options)
+        self._tables: dict[str, DeltaTable] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def _lock_for(self, uri: str) -> threading.Lock:
+        with self._lock:
+            return self._locks.setdefault(uri, threading.Lock())
 
     def open(self, uri: str) -> DeltaTable | None:
-        try:
-            return DeltaTable(uri, storage_options=self.storage_options)
-        except TableNotFoundError:
-            return None
+        """The table at its latest version, or None if it does not exist (yet)."""
+        with self._lock_for(uri):
+            table = self._tables.get(uri)
+            if table is not None:
+                table.update_incremental()
+                return table
+            try:
+                table = DeltaTable(uri, storage_options=self.storage_options)
+            except TableNotFoundError:
+                return None
+            self._tables[uri] = table
+            return table
 
     @staticmethod
     def commit_properties(txns: Mapping[str, int], **metadata: str) -> CommitProperties:
@@ -63,6 +88,7 @@ class DeltaStore:
             mode="append",
             schema_mode="merge" if table is not None else None,
             partition_by=partition_by if table is None else None,
+            configuration=TABLE_CONFIGURATION if table is None else None,
             storage_options=self.storage_options if table is None else None,
             commit_properties=self.commit_properties(txns, **metadata),
         )
@@ -70,6 +96,9 @@ class DeltaStore:
     def delete_table(self, uri: str) -> bool:
         """Delete every object of a Delta table (log and data); True if there was one."""
         import boto3
+
+        with self._lock_for(uri):
+            self._tables.pop(uri, None)
 
         bucket, _, prefix = uri.removeprefix("s3://").partition("/")
         options = self.storage_options

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -46,6 +47,8 @@ DEAD_LETTER_SCHEMA = pa.schema(
     ]
 )
 MAX_COMMIT_ATTEMPTS = 20
+#: tables applied at once (their work is S3/Delta I/O and DuckDB, which release the GIL)
+APPLY_THREADS = 4
 
 
 @dataclass
@@ -103,6 +106,8 @@ class CdcSink:
         self._row_types: dict[str, pa.StructType] = {}
         self._keys: dict[str, list[str]] = {}
         self._partitions: dict[str, set[int]] = {}
+        self._dead_letter_lock = threading.Lock()  # tables are applied in parallel; one DLQ table
+        self._history_elsewhere = False  # follow mode: a second worker keeps history up to date
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -152,14 +157,12 @@ class CdcSink:
         return found
 
     def committed_offset(self, topic: str, partition: int) -> int | None:
-        """Last offset of a partition that is in the lake (bronze or dead letters)."""
-        app_id = self.config.txn_app_id(topic, partition)
+        """Last offset of a partition that is in the lake (bronze or dead letters); None: nothing yet."""
         parsed = self.config.parse_topic(topic)
-        versions = [self.store.txn_version(self.store.open(self.config.dead_letter_uri), app_id)]
-        if parsed is not None and self.config.accepts(parsed) is None:
-            versions.append(self.store.txn_version(self.store.open(self.config.uri("bronze", parsed.table)), app_id))
-        known = [v for v in versions if v is not None]
-        return max(known) if known else None
+        accepted = parsed is not None and self.config.accepts(parsed) is None
+        bronze = self.store.open(self.config.uri("bronze", parsed.table)) if accepted and parsed else None
+        offset = self._progress(bronze, topic, partition)
+        return offset if offset >= 0 else None
 
     def _assign(self, topics: dict[str, list[int]]) -> None:
         new = [(t, p) for t, parts in topics.items() for p in parts if (t, p) not in self._assigned]
@@ -195,26 +198,51 @@ class CdcSink:
         on_batch: Callable[[SinkReport], None] | None = None,
         rediscover_seconds: float = 10.0,
     ) -> None:
-        """Apply changes continuously (low latency) until `stop` is set."""
+        """Apply changes continuously (low latency) until `stop` is set.
+
+        History is kept up to date by a second worker that reads the new bronze rows (with its
+        own Delta handles), so a batch's cycle is bronze + silver only and the current state
+        becomes visible sooner. Its commits are fenced like every other.
+        """
         wanted = list(tables) if tables is not None else None
         self.catch_up(wanted, SinkReport())
+        history = threading.Thread(
+            target=CdcSink(self.config).follow_history, args=(stop, wanted), name="cdc-history", daemon=True
+        )
+        self._history_elsewhere = self.config.downstream
+        if self._history_elsewhere:
+            history.start()
         last_discovery = 0.0
-        while not stop.is_set():
-            if time.monotonic() - last_discovery > rediscover_seconds:
-                self._assign(self.discover(wanted))
-                last_discovery = time.monotonic()
-            report = SinkReport()
-            started = time.monotonic()
-            self._batch(report)
-            report.seconds = time.monotonic() - started
-            if report.messages and on_batch:
-                on_batch(report)
-            if not report.messages:
-                stop.wait(0.05)
+        try:
+            while not stop.is_set():
+                if time.monotonic() - last_discovery > rediscover_seconds:
+                    self._assign(self.discover(wanted))
+                    last_discovery = time.monotonic()
+                report = SinkReport()
+                started = time.monotonic()
+                self._batch(report, self.config.follow_batch_seconds)
+                report.seconds = time.monotonic() - started
+                if report.messages and on_batch:
+                    on_batch(report)
+                if not report.messages:
+                    stop.wait(0.05)
+        finally:
+            stop.set()
+            if history.is_alive():
+                history.join(60)
 
-    def _batch(self, report: SinkReport) -> None:
-        """Poll one micro-batch and apply it."""
-        deadline = time.monotonic() + self.config.max_batch_seconds
+    def follow_history(self, stop: threading.Event, tables: Iterable[str] | None = None) -> None:
+        """Bring every table's history up to its bronze until `stop` is set."""
+        names = list(tables) if tables is not None else sorted(self.config.tables or [])
+        while not stop.is_set():
+            for table in names:
+                if not stop.is_set():
+                    self._apply_downstream(table, None, ("history",))
+            stop.wait(self.config.follow_history_seconds)
+
+    def _batch(self, report: SinkReport, window: float | None = None) -> None:
+        """Poll one micro-batch (for at most `window` seconds) and apply it."""
+        deadline = time.monotonic() + (window or self.config.max_batch_seconds)
         messages: list[Message] = []
         while len(messages) < self.config.max_batch_messages and time.monotonic() < deadline:
             polled = self.consumer.consume(num_messages=10_000, timeout=0.2)
@@ -244,32 +272,65 @@ class CdcSink:
 
     # ------------------------------------------------------------------ applying
     def apply(self, messages: list[Message], report: SinkReport) -> None:
-        """Apply a batch of raw messages (public for tests that craft their own deliveries)."""
+        """Apply a batch of raw messages (public for tests that craft their own deliveries).
+
+        Tables are independent, so they are applied in parallel threads (the work is Delta and S3
+        I/O and DuckDB, which release the GIL): first bronze + silver of every table, so that the
+        current state is visible as early as possible, then history.
+        """
         by_topic: dict[str, list[Message]] = defaultdict(list)
         for message in messages:
             by_topic[message.topic].append(message)
-        for topic, batch in by_topic.items():
-            parsed = self.config.parse_topic(topic) or CdcTopic(topic, "", "")
+        accepted: list[tuple[CdcTopic, list[Message]]] = []
+        for topic_name, batch in by_topic.items():
+            parsed = self.config.parse_topic(topic_name) or CdcTopic(topic_name, "", "")
             reason = self.config.accepts(parsed)
             if reason is not None:
                 dead = [DeadLetter(m, reason) for m in batch if m.value is not None]
                 self._write_dead_letters(dead, progress=_last_offsets(batch))
                 report.dead_letters += len(dead)
-                continue
-            table_report = report.table(parsed.table)
-            if parsed.table in self.blocked:
-                table_report.error = self.blocked[parsed.table]
-                continue
-            try:
-                table_report.absorb(self._apply_table(parsed, batch))
-            except IncompatibleSchemaChange as exc:
-                self.blocked[parsed.table] = str(exc)
-                table_report.error = str(exc)
-                self._pause(topic)
-                log.error("%s", exc)
+            elif parsed.table in self.blocked:
+                report.table(parsed.table).error = self.blocked[parsed.table]
+            else:
+                accepted.append((parsed, batch))
+        if not accepted:
+            return
+        with ThreadPoolExecutor(max_workers=min(APPLY_THREADS, len(accepted))) as pool:
+            outcomes = list(pool.map(self._apply_current, accepted))
+            pending = [
+                (topic, fast)
+                for (topic, _), (table_report, fast) in zip(accepted, outcomes, strict=True)
+                if self.config.downstream and not self._history_elsewhere and table_report.error is None
+            ]
+            histories = list(
+                pool.map(lambda item: self._apply_downstream(item[0].table, item[1], ("history",)), pending)
+            )
+        versions = {
+            topic.table: applied.get("history", {}).get("versions", 0)
+            for (topic, _), applied in zip(pending, histories, strict=True)
+        }
+        for (cdc_topic, _batch), (table_report, _fast) in zip(accepted, outcomes, strict=True):
+            table_report.history_versions = versions.get(cdc_topic.table, 0)
+            report.table(cdc_topic.table).absorb(table_report)
             report.dead_letters += table_report.dead_letters
 
-    def _apply_table(self, topic: CdcTopic, batch: list[Message]) -> TableReport:
+    def _apply_current(
+        self, work: tuple[CdcTopic, list[Message]]
+    ) -> tuple[TableReport, tuple[pa.Table, dict[int, int]] | None]:
+        """Bronze and silver of one table; an incompatible schema change stops only this table."""
+        topic, batch = work
+        try:
+            return self._apply_table(topic, batch)
+        except IncompatibleSchemaChange as exc:
+            self.blocked[topic.table] = str(exc)
+            self._pause(topic.topic)
+            log.error("%s", exc)
+            return TableReport(topic.table, error=str(exc)), None
+
+    def _apply_table(
+        self, topic: CdcTopic, batch: list[Message]
+    ) -> tuple[TableReport, tuple[pa.Table, dict[int, int]] | None]:
+        """Bronze, then silver; returns the report and what history needs (None: nothing to do)."""
         report = TableReport(topic.table)
         report.tombstones = sum(1 for m in batch if m.value is None)
         bronze_uri = self.config.uri("bronze", topic.table)
@@ -313,17 +374,19 @@ class CdcSink:
         else:
             raise RuntimeError(f"could not commit bronze for {topic.table} after {MAX_COMMIT_ATTEMPTS} attempts")
         if not self.config.downstream:
-            return report
+            return report, None
         fast = (decoded.rows, before) if decoded is not None else None
-        silver, history = self._apply_downstream(topic.table, fast)
+        silver = self._apply_downstream(topic.table, fast, ("silver",)).get("silver", {})
         report.silver_inserted, report.silver_updated = silver.get("inserted", 0), silver.get("updated", 0)
-        report.history_versions = history.get("versions", 0)
-        return report
+        return report, fast
 
     def _apply_downstream(
-        self, table: str, fast: tuple[pa.Table, dict[int, int]] | None = None
-    ) -> tuple[dict[str, int], dict[str, int]]:
-        """Bring silver and history up to bronze's offsets.
+        self,
+        table: str,
+        fast: tuple[pa.Table, dict[int, int]] | None = None,
+        layers: tuple[str, ...] = ("silver", "history"),
+    ) -> dict[str, dict[str, int]]:
+        """Bring silver and/or history up to bronze's offsets.
 
         `fast` is the batch just appended to bronze with the progress it started from: when the
         target is exactly there, the rows are used from memory; otherwise (after a crash, or
@@ -332,16 +395,18 @@ class CdcSink:
         bronze = self.store.open(self.config.uri("bronze", table))
         row_type = self._row_type(table, bronze)
         if bronze is None or row_type is None:
-            return {}, {}
+            return {}
         keys = self._keys.get(table) or _keys_from_bronze(bronze)
         if not keys:
-            return {}, {}
+            return {}
         self._keys[table] = keys
         shape = TableShape(table, row_type, keys, self.config.partition_by.get(table))
         topic = self.config.topic(table)
         partitions = sorted(self._partitions.get(table) or self._topic_partitions(topic))
-        results = []
-        for layer, apply in (("silver", self.applier.apply_silver), ("history", self.applier.apply_history)):
+        results: dict[str, dict[str, int]] = {}
+        appliers = {"silver": self.applier.apply_silver, "history": self.applier.apply_history}
+        for layer in layers:
+            apply = appliers[layer]
             uri = self.config.uri(layer, table)  # type: ignore[arg-type]
             result: dict[str, int] = {}
             for _attempt in range(MAX_COMMIT_ATTEMPTS):
@@ -356,14 +421,18 @@ class CdcSink:
                     changes = self._read_bronze(bronze, topic, ranges)
                 try:
                     self.checkpoint(f"{layer}-merge:start")
-                    result = apply(uri, shape, changes, txns) if changes.num_rows else self._record(uri, target, txns)
+                    result = (
+                        apply(uri, shape, changes, txns, table=target)
+                        if changes.num_rows
+                        else self._record(uri, target, txns)
+                    )
                     break
                 except CommitFailedError:
                     log.info("%s commit of %s raced with another writer; retrying", layer, table)
             else:
                 raise RuntimeError(f"could not commit {layer} for {table} after {MAX_COMMIT_ATTEMPTS} attempts")
-            results.append(result)
-        return results[0], results[1]
+            results[layer] = result
+        return results
 
     def _pending_ranges(
         self, bronze: DeltaTable, target: DeltaTable | None, topic: str, partitions: list[int]
@@ -405,7 +474,8 @@ class CdcSink:
         for table in tables if tables is not None else (self.config.tables or []):
             if table in self.blocked:
                 continue
-            silver, history = self._apply_downstream(table)
+            applied = self._apply_downstream(table)
+            silver, history = applied.get("silver", {}), applied.get("history", {})
             if silver or history:
                 entry = report.table(table)
                 entry.silver_inserted += silver.get("inserted", 0)
@@ -462,13 +532,14 @@ class CdcSink:
 
     # ------------------------------------------------------------------ helpers
     def _progress(self, bronze: DeltaTable | None, topic: str, partition: int) -> int:
+        """Last offset of a partition in the lake. Bronze records it on every batch once it exists
+        (even an all-dead-letter batch commits an empty append); before that, the dead letters do."""
         app_id = self.config.txn_app_id(topic, partition)
-        versions = [
-            self.store.txn_version(bronze, app_id),
-            self.store.txn_version(self.store.open(self.config.dead_letter_uri), app_id),
-        ]
-        known = [v for v in versions if v is not None]
-        return max(known) if known else -1
+        in_bronze = self.store.txn_version(bronze, app_id)
+        if in_bronze is not None:
+            return in_bronze
+        in_dead_letters = self.store.txn_version(self.store.open(self.config.dead_letter_uri), app_id)
+        return in_dead_letters if in_dead_letters is not None else -1
 
     def _row_type(self, table: str, bronze: DeltaTable | None) -> pa.StructType | None:
         if bronze is not None:
@@ -506,27 +577,28 @@ class CdcSink:
             if progress_topic
             else {}
         )
-        uri = self.config.dead_letter_uri
-        for _attempt in range(MAX_COMMIT_ATTEMPTS):
-            table = self.store.open(uri)
-            try:
-                if table is None:
-                    self.store.append(uri, None, rows, txns, operation="dead-letters")
-                else:
-                    (
-                        table.merge(
-                            rows,
-                            "t.topic = s.topic and t.partition = s.partition and t.offset = s.offset",
-                            source_alias="s",
-                            target_alias="t",
-                            commit_properties=self.store.commit_properties(txns, operation="dead-letters"),
+        with self._dead_letter_lock:
+            uri = self.config.dead_letter_uri
+            for _attempt in range(MAX_COMMIT_ATTEMPTS):
+                table = self.store.open(uri)
+                try:
+                    if table is None:
+                        self.store.append(uri, None, rows, txns, operation="dead-letters")
+                    else:
+                        (
+                            table.merge(
+                                rows,
+                                "t.topic = s.topic and t.partition = s.partition and t.offset = s.offset",
+                                source_alias="s",
+                                target_alias="t",
+                                commit_properties=self.store.commit_properties(txns, operation="dead-letters"),
+                            )
+                            .when_not_matched_insert_all()
+                            .execute()
                         )
-                        .when_not_matched_insert_all()
-                        .execute()
-                    )
-                return
-            except CommitFailedError:
-                continue
+                    return
+                except CommitFailedError:
+                    continue
         raise RuntimeError("could not commit dead letters")
 
     def _pause(self, topic: str) -> None:
