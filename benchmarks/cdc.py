@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 
 import numpy as np
 import psycopg
@@ -372,7 +371,3 @@ def _run_timed(settings: Settings, mode: str, expected: int) -> float:
     if result.returncode != 0:
         raise RuntimeError(f"{mode} run failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
     return float(result.stdout.strip().splitlines()[-1])
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

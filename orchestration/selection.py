@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import functools
 
-import dagster as dg
-
 #: groups that a whole-graph build leaves out: operations, not data products
 OPERATIONAL_GROUPS = frozenset({"maintenance", "sources", "silver_rebuild"})
 
@@ -43,14 +41,3 @@ def ingestion_selection() -> str:
 
 def partitioned_selection() -> str:
     return _selection(_groups()[1])
-
-
-def daily_partitions() -> dg.PartitionsDefinition:
-    from orchestration.definitions import defs
-
-    graph = defs.resolve_asset_graph()
-    for key in graph.get_all_asset_keys():
-        node = graph.get(key)
-        if node.partitions_def is not None:
-            return node.partitions_def
-    raise ValueError("no partitioned assets")

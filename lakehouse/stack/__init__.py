@@ -60,6 +60,7 @@ class LocalStack:
             if record is not None and record.is_alive():
                 needs_restart = must_reset or any(dep in started for dep in svc.depends_on)
                 if not needs_restart and self._wait_healthy(svc, timeout=svc.start_timeout) is None:
+                    svc.after_start()  # idempotent: repairs e.g. a deleted bucket
                     log(f"{svc.name}: already running at {svc.address}")
                     continue
                 log(f"{svc.name}: restarting (dependency restarted or not answering)")
@@ -136,7 +137,7 @@ class LocalStack:
                 state, pid = "dead", record.pid
             else:
                 state, pid = "stopped", None
-            reason = svc.check() if state == "running" else None
+            reason = (svc.check() or svc.health_detail()) if state == "running" else None
             answers = svc.port is not None and tcp_answers(self.settings.host, svc.port)
             if state == "stopped" and answers and svc.check() is None:
                 state, reason = "external", None  # answered, but not started by us

@@ -73,6 +73,10 @@ class Service:
     def after_start(self) -> None:
         """Idempotent setup once the service answers (buckets, databases...)."""
 
+    def health_detail(self) -> str | None:
+        """For a service that answers: what is still wrong with it (None = healthy)."""
+        return None
+
     def purge(self) -> None:
         """Delete state kept outside the state directory (if any); runs right after stopping."""
 

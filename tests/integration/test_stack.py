@@ -90,6 +90,15 @@ def test_services_listen_on_loopback_only(local_stack: LocalStack) -> None:
     assert {c.laddr.ip for c in listening} == {"127.0.0.1"}
 
 
+def test_missing_resources_show_in_status_and_up_repairs_them(local_stack: LocalStack, settings: Settings) -> None:
+    s3_client(settings).delete_bucket(Bucket=settings.artifacts_bucket)
+    s3 = next(s for s in local_stack.status() if s.name == "s3")
+    assert not s3.healthy and f"s3://{settings.artifacts_bucket}" in s3.health
+    local_stack.up(log=lambda _m: None)
+    assert next(s for s in local_stack.status() if s.name == "s3").healthy
+    assert settings.artifacts_bucket in {b["Name"] for b in s3_client(settings).list_buckets()["Buckets"]}
+
+
 def test_up_is_idempotent(local_stack: LocalStack) -> None:
     before = {s.name: s.pid for s in local_stack.status()}
     local_stack.up(log=lambda _m: None)
