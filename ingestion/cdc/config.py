@@ -66,6 +66,8 @@ class SinkConfig:
     #: when following the stream (latency)
     max_batch_seconds: float = 5.0
     follow_batch_seconds: float = 0.3
+    #: compact silver/history once a table has this many files (MERGEs fragment them)
+    compact_after_files: int = 48
     #: follow mode: how often history catches up with bronze (it competes with silver for I/O)
     follow_history_seconds: float = 5.0
 

@@ -93,6 +93,19 @@ class DeltaStore:
             commit_properties=self.commit_properties(txns, **metadata),
         )
 
+    @staticmethod
+    def compact_if_fragmented(table: DeltaTable, max_files: int) -> int:
+        """OPTIMIZE a table whose MERGEs left more than `max_files` files; returns files removed.
+
+        Every MERGE rewrites the files it touches and adds one, and the next MERGE must read the
+        candidates again: in follow mode (a commit every few seconds) a table would otherwise get
+        slower with every batch until the daily maintenance ran.
+        """
+        if len(table.file_uris()) <= max_files:
+            return 0
+        metrics = table.optimize.compact()
+        return int(metrics.get("numFilesRemoved", 0))
+
     def delete_table(self, uri: str) -> bool:
         """Delete every object of a Delta table (log and data); True if there was one."""
         import boto3

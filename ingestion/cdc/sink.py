@@ -431,6 +431,12 @@ class CdcSink:
                     log.info("%s commit of %s raced with another writer; retrying", layer, table)
             else:
                 raise RuntimeError(f"could not commit {layer} for {table} after {MAX_COMMIT_ATTEMPTS} attempts")
+            compacted = self.store.open(uri)
+            if compacted is not None:
+                try:
+                    self.store.compact_if_fragmented(compacted, self.config.compact_after_files)
+                except CommitFailedError:
+                    log.info("compaction of %s %s raced with another writer; next time", layer, table)
             results[layer] = result
         return results
 
