@@ -24,6 +24,7 @@ from psycopg import sql
 from lakehouse.dagster_instance import REPO_ROOT, dagster_env
 from lakehouse.settings import Settings, child_env
 from lakehouse.stack import LocalStack
+from lakehouse.stack.resources import s3_client
 
 Log = Callable[[str], None]
 DEFINITIONS_MODULE = "orchestration.definitions"
@@ -60,14 +61,28 @@ def _orders_exist(settings: Settings) -> bool:
     return bool(row and row[0])
 
 
+#: sources the S3/DynamoDB emulator holds in memory (gone after `lakehouse down`, unlike PostgreSQL)
+EMULATOR_SOURCES = ("carts", "sessions", "reviews", "clickstream", "partner_feeds")
+
+
+def _landing_is_empty(settings: Settings) -> bool:
+    listing = s3_client(settings).list_objects_v2(Bucket=settings.landing_bucket, MaxKeys=1)
+    return not listing.get("Contents")
+
+
 def generate_starter_data(settings: Settings, window: DemoWindow, log: Log) -> None:
+    """A starter data set in every source; after a restart of the in-memory emulator, only the
+    sources it held are generated again (PostgreSQL kept its data)."""
     from lakehouse.synthetic.entities import generate_starter
 
-    if _orders_exist(settings):
+    if not _orders_exist(settings):
+        result = generate_starter(settings, seed=DEMO_SEED, start_date=window.start, days=window.days)
+        log(f"starter data: generated in {result.elapsed_seconds:.1f} s")
+    elif _landing_is_empty(settings):
+        generate_starter(settings, seed=DEMO_SEED, start_date=window.start, days=window.days, only=EMULATOR_SOURCES)
+        log("starter data: PostgreSQL kept its data; DynamoDB and landing files generated again")
+    else:
         log("starter data: already present, keeping it")
-        return
-    result = generate_starter(settings, seed=DEMO_SEED, start_date=window.start, days=window.days)
-    log(f"starter data: generated in {result.elapsed_seconds:.1f} s")
 
 
 def _dagster(settings: Settings, *args: str, log: Log, step: str) -> None:

@@ -6,7 +6,7 @@ The API and the CLI both go through `generate(...)`, so validation and behaviour
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,17 +127,24 @@ def generate_starter(
     seed: int | None = None,
     start_date: dt.date | str | None = None,
     days: int | None = None,
+    only: Collection[str] | None = None,
 ) -> GenerationResult:
     """A small consistent data set in every source over the window (scale multiplies the sizes).
 
     Partner feeds cover the last few days of the window; everything else the whole window.
+    `only` regenerates a subset exactly as the full set would have made it (same seed).
     """
     if isinstance(scale, bool) or not isinstance(scale, int) or not 1 <= scale <= MAX_STARTER_SCALE:
         raise SyntheticDataError(f"count (scale) of the starter set must be between 1 and {MAX_STARTER_SCALE}")
     window = make_window(start_date, days)
     seed = new_seed() if seed is None else seed
     result = GenerationResult(STARTER, seed, window)
+    unknown = set(only or ()) - set(STARTER_COUNTS)
+    if unknown:
+        raise SyntheticDataError(f"not part of the starter set: {sorted(unknown)}")
     for name, base in STARTER_COUNTS.items():
+        if only is not None and name not in only:
+            continue
         start, n_days = window.start_date, window.days
         if name == "partner_feeds":
             n_days = min(STARTER_FEED_DAYS, window.days)
