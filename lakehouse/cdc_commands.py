@@ -77,7 +77,7 @@ def sink(
 ) -> None:
     """Apply the CDC topics to bronze, silver and history Delta tables (exactly once)."""
     from ingestion.cdc.config import SinkConfig
-    from ingestion.cdc.sink import CdcSink, SinkReport
+    from ingestion.cdc.sink import CdcSink, KafkaFatalError, OffsetOutOfRange, SinkReport
 
     if crash_at is not None and crash_at not in CRASH_POINTS:
         raise typer.BadParameter(f"--crash-at must be one of {', '.join(CRASH_POINTS)}")
@@ -101,7 +101,11 @@ def sink(
                 changes = sum(t.changes for t in report.tables.values())
                 console.print(f"{time.strftime('%H:%M:%S')} applied {changes} changes in {report.seconds:.2f} s")
 
-            cdc_sink.follow(stop, tables=table, on_batch=show)
+            try:
+                cdc_sink.follow(stop, tables=table, on_batch=show)
+            except (OffsetOutOfRange, KafkaFatalError) as exc:
+                console.print(f"[red]sink stopped:[/] {exc}")
+                raise typer.Exit(1) from None
             return
         report = cdc_sink.run_once(tables=table)
     summary = {
@@ -143,6 +147,21 @@ def rebuild(table: Annotated[str, typer.Argument(help="Captured table, e.g. inve
         raise typer.Exit(2) from None
     console.print("dropped: " + (", ".join(dropped) if dropped else "nothing (no lake tables yet)"))
     console.print("run `lakehouse cdc sink` to replay the topic")
+
+
+@cdc_app.command()
+def verify(
+    table: Annotated[list[str] | None, typer.Option("--table", "-t", help="Only these tables.")] = None,
+) -> None:
+    """Compare silver with the PostgreSQL tables row by row; exit 1 if any differs."""
+    from ingestion.cdc.verify import compare_table
+
+    settings = get_settings()
+    diffs = [compare_table(settings, name) for name in (table or settings.cdc_tables)]
+    for diff in diffs:
+        console.print(("[green]ok[/] " if diff.equal else "[red]differs[/] ") + diff.summary(), highlight=False)
+    if not all(diff.equal for diff in diffs):
+        raise typer.Exit(1)
 
 
 @cdc_app.command("drop-slot")

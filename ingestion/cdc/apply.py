@@ -176,7 +176,7 @@ qualify row_number() over (
             return {"inserted": rows.num_rows, "updated": 0}
         table = self._evolve(table, shape.silver_schema(), txns)
         predicate = " and ".join(f"t.{_q(k)} = s.{_q(k)}" for k in shape.key_columns)
-        pruning = self._partition_filter(shape, changes)
+        pruning = self._partition_filter(shape, changes, table)
         if pruning:
             predicate += f" and t.{PARTITION_COLUMN} in ({pruning})"
         existing = set(pa.schema(table.schema().to_arrow()).names)
@@ -209,8 +209,15 @@ qualify row_number() over (
             "updated": int(metrics.get("num_target_rows_updated", 0)),
         }
 
-    def _partition_filter(self, shape: TableShape, changes: pa.Table) -> str | None:
-        """Partition values a batch can touch (old and new images), or None if unknown."""
+    def _partition_filter(self, shape: TableShape, changes: pa.Table, table: DeltaTable) -> str | None:
+        """Partition values a batch can touch, or None if unknown (no pruning).
+
+        The batch's images alone are not enough: the stored row of a key may sit in another
+        partition (a redelivered older change, a delete and re-insert with another partition
+        value), and a MERGE pruned away from it would insert the key a second time. So the
+        partitions silver holds for the batch's keys are added (a key-filtered read of two
+        columns, cheap thanks to the file statistics).
+        """
         if not shape.partition:
             return None
         col = shape.partition.column
@@ -223,6 +230,13 @@ qualify row_number() over (
             if any(v is None for v in images):
                 return None  # e.g. a key-only before-image: cannot prune safely
             values.update(str(v)[: shape.partition.width] for v in images)
+        if PARTITION_COLUMN not in pa.schema(table.schema().to_arrow()).names:
+            return None
+        stored = _rows_of_batch_keys(table, shape, changes, [shape.key_columns[0], PARTITION_COLUMN])
+        partitions = stored.column(PARTITION_COLUMN)
+        if partitions.null_count:
+            return None  # a stored row without a partition value: only an unpruned MERGE finds it
+        values.update(partitions.to_pylist())
         return ", ".join(_lit(v) for v in sorted(values))
 
     # ---------------------------------------------------------------- history
@@ -267,13 +281,7 @@ qualify row_number() over (
         schema = shape.history_schema()
         if table is None:
             return schema.empty_table()
-        first_key = shape.key_columns[0]
-        after = changes.column("after").combine_chunks().field(first_key)
-        before = changes.column("before").combine_chunks().field(first_key)
-        keys = pc.unique(pc.drop_null(pa.concat_arrays([after, before])))
-        dataset: ds.Dataset = table.to_pyarrow_dataset()
-        found = dataset.to_table(filter=pc.field(first_key).isin(keys))
-        return conform_table(found, schema)
+        return conform_table(_rows_of_batch_keys(table, shape, changes), schema)
 
     def history_rows(self, shape: TableShape, changes: pa.Table, existing: pa.Table) -> pa.Table:
         """Version chain of every key in the batch: existing versions + new ones, re-linked."""
@@ -329,3 +337,15 @@ window w as (partition by {key_list} order by _cdc_lsn)
             self.store.rewrite(table, merged, {})
             table.update_incremental()
         return table
+
+
+def _rows_of_batch_keys(
+    table: DeltaTable, shape: TableShape, changes: pa.Table, columns: list[str] | None = None
+) -> pa.Table:
+    """Stored rows whose first key column takes a value of the batch (a superset for composite keys)."""
+    first_key = shape.key_columns[0]
+    after = changes.column("after").combine_chunks().field(first_key)
+    before = changes.column("before").combine_chunks().field(first_key)
+    keys = pc.unique(pc.drop_null(pa.concat_arrays([after, before])))
+    dataset: ds.Dataset = table.to_pyarrow_dataset()
+    return dataset.to_table(columns=columns, filter=pc.field(first_key).isin(keys))

@@ -10,6 +10,7 @@ to `string`: the lake keeps Debezium's JSON representation and dbt staging casts
 from __future__ import annotations
 
 import io
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -94,11 +95,13 @@ def decode(
     known_row_type: pa.StructType | None,
     untyped: frozenset[str] = frozenset(),
     overrides: dict[str, str] | None = None,
+    known_keys: list[str] | None = None,
 ) -> DecodedBatch:
     """Decode the non-tombstone messages of one table.
 
     Raises `IncompatibleSchemaChange` if the batch changes a column's type incompatibly (columns
-    in `untyped` hold only nulls so far and may take any type).
+    in `untyped` hold only nulls so far and may take any type). `known_keys` are the table's key
+    columns as stored; messages with another key shape become dead letters.
     """
     dead: list[DeadLetter] = []
     candidates = [m for m in messages if m.value is not None]
@@ -123,7 +126,7 @@ def decode(
             [(f.name, pa.type_for_alias(overrides[f.name]) if f.name in overrides else f.type) for f in batch_type]
         )
     row_type = merge_row_types(table, known_row_type, batch_type, untyped)
-    key_columns, key_dead = _key_columns(candidates)
+    key_columns, key_dead = _key_columns(candidates, known_keys)
     if key_dead:
         keep = pa.array([m not in key_dead for m in candidates])
         dead += [DeadLetter(m, why) for m, why in key_dead.items()]
@@ -205,7 +208,7 @@ def _parse(
 def _read_json(
     messages: list[Message], known_row_type: pa.StructType | None, pinned: dict[str, pa.DataType]
 ) -> pa.Table:
-    payload = b"\n".join(m.value for m in messages if m.value is not None)
+    payload = b"\n".join(_one_line(m.value) for m in messages if m.value is not None)
     for _ in range(3):
         row_type = _explicit_row_type(known_row_type, pinned)
         explicit = pa.schema([("before", row_type), ("after", row_type), ("source", SOURCE_TYPE), ("op", pa.string())])
@@ -223,6 +226,16 @@ def _read_json(
             return table
         pinned.update(dict.fromkeys(temporal, pa.string()))
     raise pa.ArrowInvalid("could not pin inferred timestamp fields")
+
+
+def _one_line(value: bytes) -> bytes:
+    """The value as one line: Arrow reads newline-delimited JSON, and valid JSON may be pretty-printed."""
+    if b"\n" not in value and b"\r" not in value:
+        return value
+    try:
+        return orjson.dumps(orjson.loads(value))
+    except orjson.JSONDecodeError:
+        return value  # isolated later by `_shape_error` as malformed JSON
 
 
 def _explicit_row_type(known: pa.StructType | None, pinned: dict[str, pa.DataType]) -> pa.StructType:
@@ -245,8 +258,21 @@ def _shape_error(value: bytes | None) -> str | None:
     for side in ("before", "after"):
         if envelope.get(side) is not None and not isinstance(envelope[side], dict):
             return f"malformed envelope: {side!r} is not an object"
-    if not isinstance(envelope["source"], dict):
+    if not isinstance(envelope["op"], str):
+        return "malformed envelope: 'op' is not a string"
+    source = envelope["source"]
+    if not isinstance(source, dict):
         return "malformed envelope: 'source' is not an object"
+    # the types Debezium sends (SOURCE_TYPE): anything else would fail every parse of the batch
+    for name in SOURCE_TYPE.names:
+        value = source.get(name)
+        expected = SOURCE_TYPE.field(name).type
+        if value is None:
+            continue
+        if pa.types.is_integer(expected) and (not isinstance(value, int) or isinstance(value, bool)):
+            return f"malformed envelope: source.{name} is not an integer ({value!r})"
+        if pa.types.is_string(expected) and not isinstance(value, str):
+            return f"malformed envelope: source.{name} is not a string ({value!r})"
     return None
 
 
@@ -279,10 +305,15 @@ def _validate(parsed: pa.Table, schema: str, table: str) -> tuple[pa.BooleanArra
     return valid, reasons
 
 
-def _key_columns(messages: list[Message]) -> tuple[list[str], dict[Message, str]]:
-    """Primary key columns from the Debezium key; keyless or inconsistent messages are dead."""
-    columns: list[str] | None = None
+def _key_columns(messages: list[Message], known: list[str] | None = None) -> tuple[list[str], dict[Message, str]]:
+    """Primary key columns from the Debezium key; keyless or inconsistent messages are dead.
+
+    Messages are judged against the table's stored key columns (`known`); only a brand-new table
+    takes the shape most of its first batch has (first seen on a tie), so one stray message at
+    the head of a batch cannot send the real changes to the dead letters.
+    """
     dead: dict[Message, str] = {}
+    shapes: dict[Message, list[str]] = {}
     for message in messages:
         try:
             key = orjson.loads(message.key) if message.key is not None else None
@@ -292,20 +323,24 @@ def _key_columns(messages: list[Message]) -> tuple[list[str], dict[Message, str]
         if not isinstance(key, dict) or not key:
             dead[message] = "message has no primary key (silver needs one)"
             continue
-        names = list(key)
-        if columns is None:
-            columns = names
-        elif names != columns:
-            dead[message] = f"key columns {names} differ from {columns}"
+        shapes[message] = list(key)
+    columns = known or None
+    if columns is None and shapes:
+        votes = Counter(tuple(names) for names in shapes.values())
+        columns = list(votes.most_common(1)[0][0])  # most_common keeps the first seen of equals
+    for message, names in shapes.items():
+        if names != columns:
+            dead[message] = f"key columns {names} differ from the table's {columns}"
     return columns or [], dead
 
 
 def _row_type(parsed: pa.Table, samples: list[Message], known: pa.StructType | None) -> pa.StructType:
     """Row type of the valid rows: known columns first, new ones in the source's column order.
 
-    Debezium sends every column in every image, so the columns of a batch are the keys of its
-    first and last envelopes (the last one has the newest schema). Fields that only dead-lettered
-    envelopes carried never reach the table.
+    Debezium sends every column in every image, so the column order comes from the keys of the
+    first and last envelopes (the last one has the newest schema); any other field Arrow inferred
+    (a column that only envelopes in the middle of the batch carry) follows, so none is dropped.
+    Fields that only dead-lettered envelopes carried never reach the table.
     """
     merged = merge_row_types("", parsed.schema.field("before").type, parsed.schema.field("after").type)
     order: list[str] = []
@@ -317,6 +352,7 @@ def _row_type(parsed: pa.Table, samples: list[Message], known: pa.StructType | N
                     order.append(name)
     known_order = [f.name for f in known] if known is not None else []
     names = known_order + [name for name in order if name not in known_order]
+    names += [f.name for f in merged if f.name not in names]
     types = {f.name: f.type for f in merged}
     return pa.struct([(name, types.get(name, pa.null())) for name in names])
 

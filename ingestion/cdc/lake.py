@@ -3,7 +3,9 @@
 Every sink commit uses `max_commit_retries=0`: delta-rs would otherwise retry an append on top
 of a commit made by someone else in the meantime (two sinks on the same partition → duplicates).
 With no retries the commit only lands on exactly the version we read our progress from; a
-`CommitFailedError` means "someone else moved the table: re-read and decide again".
+`CommitFailedError` means "someone else moved the table: re-read and decide again". Creating a
+table is fenced the same way (`mode="error"`): a table created meanwhile by another sink is a
+`CommitFailedError` too, never an append on top of it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
-from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from ingestion.cdc.schema import conform_table
 
@@ -80,18 +82,37 @@ class DeltaStore:
         partition_by: list[str] | None = None,
         **metadata: str,
     ) -> None:
-        """Append `rows` (creating the table if needed), adding new columns to the schema."""
-        target: str | DeltaTable = uri if table is None else table
-        write_deltalake(
-            target,
-            rows,
-            mode="append",
-            schema_mode="merge" if table is not None else None,
-            partition_by=partition_by if table is None else None,
-            configuration=TABLE_CONFIGURATION if table is None else None,
-            storage_options=self.storage_options if table is None else None,
-            commit_properties=self.commit_properties(txns, **metadata),
-        )
+        """Append `rows` to `table`, adding new columns to the schema; `table` None creates it.
+
+        Creation only succeeds if no table exists: one created meanwhile by another writer (found
+        by delta-rs's existence check, or a lost race for version 0 on the conditional PUT) raises
+        `CommitFailedError`, so the caller re-reads it and decides again instead of appending.
+        """
+        if table is not None:
+            write_deltalake(
+                table,
+                rows,
+                mode="append",
+                schema_mode="merge",
+                commit_properties=self.commit_properties(txns, **metadata),
+            )
+            return
+        try:
+            write_deltalake(
+                uri,
+                rows,
+                mode="error",
+                partition_by=partition_by,
+                configuration=TABLE_CONFIGURATION,
+                storage_options=self.storage_options,
+                commit_properties=self.commit_properties(txns, **metadata),
+            )
+        except CommitFailedError:
+            raise
+        except DeltaError as exc:  # delta-rs 1.6: "Generic error: A table already exists at: <uri>"
+            if "already exists" not in str(exc):
+                raise
+            raise CommitFailedError(f"table {uri} was created by another writer") from exc
 
     @staticmethod
     def compact_if_fragmented(table: DeltaTable, max_files: int) -> int:

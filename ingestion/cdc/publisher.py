@@ -82,7 +82,9 @@ class KafkaPublishingHandler:
                 settings,
                 # the Java client's partitioner, as in Kafka Connect: a key always maps to one partition
                 partitioner="murmur2_random",
-                **{"linger.ms": 5, "compression.type": "lz4", "acks": "all"},
+                # idempotence: librdkafka's internal retries (e.g. across a broker restart) cannot
+                # write a record twice or out of order; the local tansu broker accepts it (checked)
+                **{"linger.ms": 5, "compression.type": "lz4", "acks": "all", "enable.idempotence": True},
             )
         )
         self._errors: list[str] = []

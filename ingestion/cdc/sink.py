@@ -3,9 +3,12 @@
 Progress lives in Delta, not in Kafka: every bronze commit carries one `txn` per (sink, topic,
 partition) whose version is the last offset written; silver and history commits carry their own.
 On start the sink seeks each partition to bronze's version + 1; silver/history lagging behind
-bronze (a crash between commits) are repaired from bronze. Kafka group offsets are committed after
-the Delta commits and only serve lag monitoring. Commits are fenced (see `lake.py`), so a Dagster
-run and `lakehouse cdc sink --follow` can run at the same time and still write everything once.
+bronze (a crash between commits) are repaired from bronze. A stored position the topic does not
+reach any more (topic recreated or truncated) stops that table with `OffsetOutOfRange` instead of
+silently skipping offsets. Kafka group offsets are committed after the Delta commits and only
+serve lag monitoring (never past a stopped table's progress, so its lag shows). Commits are
+fenced (see `lake.py`), so a Dagster run and `lakehouse cdc sink --follow` can run at the same
+time and still write everything once.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Literal
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from deltalake import DeltaTable
 
@@ -47,8 +50,54 @@ DEAD_LETTER_SCHEMA = pa.schema(
     ]
 )
 MAX_COMMIT_ATTEMPTS = 20
+#: Kafka errors that waiting does not cure (besides those librdkafka flags fatal): raised
+FATAL_KAFKA_ERRORS = frozenset(
+    {
+        KafkaError._FATAL,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+    }
+)
+#: a repeated transient Kafka error is logged at most this often
+KAFKA_WARNING_SECONDS = 30.0
 #: tables applied at once (their work is S3/Delta I/O and DuckDB, which release the GIL)
 APPLY_THREADS = 4
+
+
+class KafkaFatalError(RuntimeError):
+    """A Kafka error the client cannot recover from (fatal, or missing permissions)."""
+
+
+class OffsetOutOfRange(RuntimeError):
+    """The lake's position of a partition lies outside the topic's log (topic recreated or truncated).
+
+    Resetting to the earliest offset would silently skip every new message up to the stored
+    progress, so the table stops instead.
+    """
+
+    def __init__(self, table: str, topic: str, partition: int, position: int, detail: str) -> None:
+        self.table, self.topic, self.partition, self.position = table, topic, partition, position
+        super().__init__(
+            f"offset out of range for {table}: the lake has applied {topic} [{partition}] up to offset "
+            f"{position - 1}, but the topic does not hold offset {position} ({detail}). The topic was "
+            "probably recreated or truncated; the table is stopped so that no offset is skipped silently. "
+            f"Rebuild it from the topic with `lakehouse cdc rebuild {table}` (or re-snapshot it with Debezium)."
+        )
+
+
+@dataclass
+class AppliedBatch:
+    """Changelog rows just appended to bronze, with the per-partition offsets they span."""
+
+    rows: pa.Table
+    start: dict[int, int]  # progress before the batch (exclusive)
+    end: dict[int, int]  # last offset of the batch
+
+    def covers(self, ranges: dict[int, tuple[int, int]]) -> bool:
+        """True if `ranges` are exactly this batch: same partitions, each (start, end]."""
+        return set(ranges) == set(self.end) and all(ranges[p] == (self.start.get(p), self.end[p]) for p in ranges)
 
 
 @dataclass
@@ -102,7 +151,14 @@ class CdcSink:
         self.applier = Applier(self.store)
         self.blocked: dict[str, str] = {}
         self._consumer: Consumer | None = None
-        self._assigned: dict[tuple[str, int], bool] = {}  # (topic, partition) -> reached EOF
+        self._assigned: dict[tuple[str, int], bool] = {}  # (topic, partition) -> at EOF right now
+        self._reached: set[tuple[str, int]] = set()  # reached EOF at least once in this run
+        self._paused: set[tuple[str, int]] = set()
+        #: positions sought but not yet confirmed by a message or EOF (checked against the log end)
+        self._unconfirmed: dict[tuple[str, int], int] = {}
+        self._fatal: KafkaError | None = None
+        self._warned: dict[int, float] = {}
+        self._out_of_range: list[OffsetOutOfRange] = []
         self._row_types: dict[str, pa.StructType] = {}
         self._keys: dict[str, list[str]] = {}
         self._partitions: dict[str, set[int]] = {}
@@ -131,7 +187,9 @@ class CdcSink:
                     "enable.auto.commit": False,
                     "enable.auto.offset.store": False,
                     "enable.partition.eof": True,
-                    "auto.offset.reset": "earliest",
+                    # a position outside the log is an error, never a silent jump (see OffsetOutOfRange)
+                    "auto.offset.reset": "error",
+                    "error_cb": self._on_kafka_error,
                     "session.timeout.ms": 6000,
                     "queued.max.messages.kbytes": 262144,
                     "fetch.max.bytes": 104857600,
@@ -139,6 +197,17 @@ class CdcSink:
                 }
             )
         return self._consumer
+
+    def _on_kafka_error(self, error: KafkaError) -> None:
+        """Client-level errors (broker down, transport...): librdkafka reconnects by itself, so
+        they are logged (rate-limited); fatal ones are raised by the next poll."""
+        if error.fatal() or error.code() in FATAL_KAFKA_ERRORS:
+            self._fatal = error
+            return
+        now = time.monotonic()
+        if now - self._warned.get(error.code(), -KAFKA_WARNING_SECONDS) >= KAFKA_WARNING_SECONDS:
+            self._warned[error.code()] = now
+            log.warning("Kafka: %s (retrying)", error)
 
     # ------------------------------------------------------------------ discovery
     def discover(self, tables: Iterable[str] | None = None) -> dict[str, list[int]]:
@@ -174,22 +243,32 @@ class CdcSink:
             offset = committed + 1 if committed is not None else OFFSET_BEGINNING
             assignments.append(TopicPartition(topic, partition, offset))
             self._assigned[(topic, partition)] = False
+            if committed is not None:
+                self._unconfirmed[(topic, partition)] = offset
         self.consumer.incremental_assign(assignments)
 
     # ------------------------------------------------------------------ running
     def run_once(self, tables: Iterable[str] | None = None, timeout: float = 300.0) -> SinkReport:
-        """Apply everything currently in the topics (until end of every partition), then return."""
+        """Apply everything that was in the topics when it started, then return.
+
+        Each partition must reach its end once since the start (latched): under steady load the
+        partitions are rarely all at their end at the same moment, and the run would never finish.
+        """
         started = time.monotonic()
         report = SinkReport()
         wanted = list(tables) if tables is not None else None
         self.catch_up(wanted, report)
         self._assign(self.discover(wanted))
-        while self._assigned and not all(self._assigned.values()):
+        self._reached = set(self._paused)  # a stopped table's partitions send nothing more
+        while self._assigned and not self._all_reached():
             if time.monotonic() - started > timeout:
                 raise TimeoutError(f"CDC sink did not reach the end of its topics within {timeout:.0f} s")
             self._batch(report)
         report.seconds = time.monotonic() - started
         return report
+
+    def _all_reached(self) -> bool:
+        return self._reached.issuperset(self._assigned)
 
     def follow(
         self,
@@ -206,6 +285,7 @@ class CdcSink:
         """
         wanted = list(tables) if tables is not None else None
         self.catch_up(wanted, SinkReport())
+        self._out_of_range.clear()
         history = threading.Thread(
             target=CdcSink(self.config).follow_history, args=(stop, wanted), name="cdc-history", daemon=True
         )
@@ -216,12 +296,17 @@ class CdcSink:
         try:
             while not stop.is_set():
                 if time.monotonic() - last_discovery > rediscover_seconds:
-                    self._assign(self.discover(wanted))
+                    try:
+                        self._assign(self.discover(wanted))
+                    except KafkaException as exc:  # broker unreachable: keep the assignment, retry later
+                        log.warning("CDC topic discovery failed (retrying): %s", exc)
                     last_discovery = time.monotonic()
                 report = SinkReport()
                 started = time.monotonic()
                 self._batch(report, self.config.follow_batch_seconds)
                 report.seconds = time.monotonic() - started
+                if self._out_of_range:
+                    raise self._out_of_range[0]
                 if report.messages and on_batch:
                     on_batch(report)
                 if not report.messages:
@@ -232,13 +317,32 @@ class CdcSink:
                 history.join(60)
 
     def follow_history(self, stop: threading.Event, tables: Iterable[str] | None = None) -> None:
-        """Bring every table's history up to its bronze until `stop` is set."""
-        names = list(tables) if tables is not None else sorted(self.config.tables or [])
+        """Bring every table's history up to its bronze until `stop` is set.
+
+        Kafka being unreachable (partitions are looked up there) only delays a pass.
+        """
+        wanted = list(tables) if tables is not None else None
+        names: list[str] = []
         while not stop.is_set():
-            for table in names:
-                if not stop.is_set():
-                    self._apply_downstream(table, None, ("history",))
+            try:
+                names = self._table_names(wanted)
+                for table in names:
+                    if not stop.is_set():
+                        self._apply_downstream(table, None, ("history",))
+            except KafkaException as exc:
+                log.warning("history catch-up delayed, Kafka unreachable: %s", exc)
             stop.wait(self.config.follow_history_seconds)
+
+    def _table_names(self, tables: Iterable[str] | None) -> list[str]:
+        """The tables given, or else every table the sink accepts that has a topic."""
+        if tables is not None:
+            return list(tables)
+        names = set()
+        for topic in self.discover():
+            parsed = self.config.parse_topic(topic)
+            if parsed is not None and self.config.accepts(parsed) is None:
+                names.add(parsed.table)
+        return sorted(names)
 
     def _batch(self, report: SinkReport, window: float | None = None) -> None:
         """Poll one micro-batch (for at most `window` seconds) and apply it."""
@@ -246,21 +350,24 @@ class CdcSink:
         messages: list[Message] = []
         while len(messages) < self.config.max_batch_messages and time.monotonic() < deadline:
             polled = self.consumer.consume(num_messages=10_000, timeout=0.2)
+            if self._fatal is not None:
+                raise KafkaFatalError(f"fatal Kafka error: {self._fatal}")
+            if self._unconfirmed:
+                self._check_positions(report)
             if not polled:
-                if not self._assigned or all(self._assigned.values()) or messages:
+                if not self._assigned or self._all_reached() or messages:
                     break
                 continue
             for record in polled:
                 error = record.error()
                 position = (str(record.topic()), int(record.partition() or 0))
                 if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        self._assigned[position] = True
-                        continue
-                    raise RuntimeError(f"Kafka error: {error}")
+                    self._on_record_error(position, error, report)
+                    continue
                 self._assigned[position] = False
+                self._unconfirmed.pop(position, None)
                 messages.append(Message(*position, int(record.offset() or 0), record.key(), record.value()))
-            if all(self._assigned.values()):
+            if self._all_reached():
                 break
         if not messages:
             return
@@ -269,6 +376,47 @@ class CdcSink:
         self.apply(messages, report)
         self.checkpoint("kafka-commit:before")
         self._commit_kafka_offsets(messages)
+
+    def _on_record_error(self, position: tuple[str, int], error: KafkaError, report: SinkReport) -> None:
+        """End of partition is latched; a reset stops the table; fatal errors raise; the rest
+        (a broker restarting, a partition leader moving) heals by itself and is logged."""
+        code = error.code()
+        if code == KafkaError._PARTITION_EOF:
+            self._assigned[position] = True
+            self._reached.add(position)
+            self._unconfirmed.pop(position, None)
+        elif code in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE):
+            sought = self._unconfirmed.get(position)
+            if sought is None:  # e.g. retention removed offsets the sink had not read yet
+                committed = self.committed_offset(*position)
+                sought = committed + 1 if committed is not None else 0
+            self._stop_out_of_range(position, sought, str(error), report)
+        elif error.fatal() or code in FATAL_KAFKA_ERRORS:
+            raise KafkaFatalError(f"fatal Kafka error on {position[0]} [{position[1]}]: {error}")
+        else:
+            self._on_kafka_error(error)
+
+    def _check_positions(self, report: SinkReport) -> None:
+        """Brokers that answer a fetch beyond the log end with an empty response (the local tansu
+        broker does) give no reset error: the high watermark of that fetch response (cached by the
+        client, and correct even on tansu) below the sought offset says it. Checked after every
+        poll until a message or the end of the partition confirms the position."""
+        for position, sought in list(self._unconfirmed.items()):
+            _low, high = self.consumer.get_watermark_offsets(TopicPartition(*position), cached=True)
+            if high is not None and 0 <= high < sought:
+                self._stop_out_of_range(position, sought, f"its log ends at offset {high}", report)
+
+    def _stop_out_of_range(self, position: tuple[str, int], sought: int, detail: str, report: SinkReport) -> None:
+        topic, partition = position
+        parsed = self.config.parse_topic(topic)
+        table = parsed.table if parsed is not None and parsed.table else topic
+        error = OffsetOutOfRange(table, topic, partition, sought, detail)
+        self._unconfirmed.pop(position, None)
+        self.blocked[table] = str(error)
+        self._pause(topic)
+        self._out_of_range.append(error)
+        report.table(table).error = str(error)
+        log.error("%s", error)
 
     # ------------------------------------------------------------------ applying
     def apply(self, messages: list[Message], report: SinkReport) -> None:
@@ -314,9 +462,7 @@ class CdcSink:
             report.table(cdc_topic.table).absorb(table_report)
             report.dead_letters += table_report.dead_letters
 
-    def _apply_current(
-        self, work: tuple[CdcTopic, list[Message]]
-    ) -> tuple[TableReport, tuple[pa.Table, dict[int, int]] | None]:
+    def _apply_current(self, work: tuple[CdcTopic, list[Message]]) -> tuple[TableReport, AppliedBatch | None]:
         """Bronze and silver of one table; an incompatible schema change stops only this table."""
         topic, batch = work
         try:
@@ -327,9 +473,7 @@ class CdcSink:
             log.error("%s", exc)
             return TableReport(topic.table, error=str(exc)), None
 
-    def _apply_table(
-        self, topic: CdcTopic, batch: list[Message]
-    ) -> tuple[TableReport, tuple[pa.Table, dict[int, int]] | None]:
+    def _apply_table(self, topic: CdcTopic, batch: list[Message]) -> tuple[TableReport, AppliedBatch | None]:
         """Bronze, then silver; returns the report and what history needs (None: nothing to do)."""
         report = TableReport(topic.table)
         report.tombstones = sum(1 for m in batch if m.value is None)
@@ -344,7 +488,7 @@ class CdcSink:
                 decoded = None
                 break  # another sink already wrote all of it
             known = self._row_type(topic.table, bronze)
-            decoded = self._decode(topic, fresh, bronze, known)
+            decoded = self._decode(topic, fresh, bronze, known, self._known_keys(topic.table, bronze))
             self._write_dead_letters(decoded.dead_letters)
             progress = _last_offsets(fresh)
             txns = {self.config.txn_app_id(topic.topic, p): o for p, o in progress.items()}
@@ -375,7 +519,7 @@ class CdcSink:
             raise RuntimeError(f"could not commit bronze for {topic.table} after {MAX_COMMIT_ATTEMPTS} attempts")
         if not self.config.downstream:
             return report, None
-        fast = (decoded.rows, before) if decoded is not None else None
+        fast = AppliedBatch(decoded.rows, before, progress) if decoded is not None else None
         silver = self._apply_downstream(topic.table, fast, ("silver",)).get("silver", {})
         report.silver_inserted, report.silver_updated = silver.get("inserted", 0), silver.get("updated", 0)
         return report, fast
@@ -383,14 +527,15 @@ class CdcSink:
     def _apply_downstream(
         self,
         table: str,
-        fast: tuple[pa.Table, dict[int, int]] | None = None,
+        fast: AppliedBatch | None = None,
         layers: tuple[str, ...] = ("silver", "history"),
     ) -> dict[str, dict[str, int]]:
         """Bring silver and/or history up to bronze's offsets.
 
-        `fast` is the batch just appended to bronze with the progress it started from: when the
-        target is exactly there, the rows are used from memory; otherwise (after a crash, or
-        another sink) the missing range is read back from bronze.
+        `fast` is the batch just appended to bronze: when the target's missing ranges are exactly
+        that batch (same partitions, same first and last offsets), the rows are used from memory;
+        otherwise (after a crash, or another sink appended to bronze meanwhile) the missing range
+        is read back from bronze, so no change of the other sink is skipped.
         """
         bronze = self.store.open(self.config.uri("bronze", table))
         row_type = self._row_type(table, bronze)
@@ -415,8 +560,8 @@ class CdcSink:
                 if not ranges:
                     break
                 txns = {self.config.txn_app_id(topic, p): hi for p, (_lo, hi) in ranges.items()}
-                if fast is not None and all(lo == fast[1].get(p) for p, (lo, _hi) in ranges.items()):
-                    changes = fast[0]
+                if fast is not None and fast.covers(ranges):
+                    changes = fast.rows
                 else:
                     changes = self._read_bronze(bronze, topic, ranges)
                 try:
@@ -477,7 +622,7 @@ class CdcSink:
         """Repair silver/history left behind bronze (e.g. after a crash between commits)."""
         if not self.config.downstream:
             return
-        for table in tables if tables is not None else (self.config.tables or []):
+        for table in self._table_names(tables):
             if table in self.blocked:
                 continue
             applied = self._apply_downstream(table)
@@ -488,6 +633,24 @@ class CdcSink:
                 entry.silver_updated += silver.get("updated", 0)
                 entry.history_versions += history.get("versions", 0)
 
+    def behind_bronze(self, table: str, partitions: list[int]) -> dict[int, int]:
+        """Per partition, the first bronze offset that silver or history has not applied yet.
+
+        Non-empty after a run was killed between the bronze and the silver/history commits: a
+        quiet table then has nothing new in Kafka, yet needs a run to catch up.
+        """
+        bronze = self.store.open(self.config.uri("bronze", table))
+        if bronze is None or not self.config.downstream:
+            return {}
+        topic = self.config.topic(table)
+        behind: dict[int, int] = {}
+        layers: tuple[Literal["silver", "history"], ...] = ("silver", "history")
+        for layer in layers:
+            target = self.store.open(self.config.uri(layer, table))
+            for partition, (applied, _in_bronze) in self._pending_ranges(bronze, target, topic, partitions).items():
+                behind[partition] = min(applied + 1, behind.get(partition, applied + 1))
+        return behind
+
     def _topic_partitions(self, topic: str) -> list[int]:
         metadata = AdminClient(self.config.kafka).list_topics(topic, timeout=10)
         found = metadata.topics.get(topic)
@@ -496,14 +659,19 @@ class CdcSink:
         return sorted(found.partitions)
 
     def _decode(
-        self, topic: CdcTopic, fresh: list[Message], bronze: DeltaTable | None, known: pa.StructType | None
+        self,
+        topic: CdcTopic,
+        fresh: list[Message],
+        bronze: DeltaTable | None,
+        known: pa.StructType | None,
+        known_keys: list[str] | None = None,
     ) -> DecodedBatch:
         """Decode; a column that so far held only nulls may take its first real type."""
         untyped: set[str] = set()
         while True:
             try:
                 overrides = self.config.column_types.get(topic.table)
-                return decode(fresh, topic.schema, topic.table, known, frozenset(untyped), overrides)
+                return decode(fresh, topic.schema, topic.table, known, frozenset(untyped), overrides, known_keys)
             except IncompatibleSchemaChange as exc:
                 column = exc.column
                 if bronze is None or known is None or column in untyped or column not in known.names:
@@ -546,6 +714,15 @@ class CdcSink:
             return in_bronze
         in_dead_letters = self.store.txn_version(self.store.open(self.config.dead_letter_uri), app_id)
         return in_dead_letters if in_dead_letters is not None else -1
+
+    def _known_keys(self, table: str, bronze: DeltaTable | None) -> list[str] | None:
+        """The table's key columns as stored (cached), None for a table without bronze yet."""
+        keys = self._keys.get(table)
+        if keys is None and bronze is not None:
+            keys = _keys_from_bronze(bronze) or None
+            if keys:
+                self._keys[table] = keys
+        return keys
 
     def _row_type(self, table: str, bronze: DeltaTable | None) -> pa.StructType | None:
         if bronze is not None:
@@ -608,18 +785,28 @@ class CdcSink:
         raise RuntimeError("could not commit dead letters")
 
     def _pause(self, topic: str) -> None:
-        partitions = [TopicPartition(t, p) for (t, p) in self._assigned if t == topic]
-        if partitions and self._consumer is not None:
-            self._consumer.pause(partitions)
-            for t, p in list(self._assigned):
-                if t == topic:
-                    self._assigned[(t, p)] = True  # nothing more will come from a paused partition
+        positions = [(t, p) for (t, p) in self._assigned if t == topic]
+        if positions and self._consumer is not None:
+            self._consumer.pause([TopicPartition(t, p) for t, p in positions])
+            for position in positions:
+                self._assigned[position] = True  # nothing more will come from a paused partition
+                self._reached.add(position)
+                self._paused.add(position)
 
     def _commit_kafka_offsets(self, messages: list[Message]) -> None:
-        """Group offsets are for lag monitoring only: failures here lose nothing."""
+        """Group offsets are for lag monitoring only: failures here lose nothing.
+
+        A stopped table's messages are not in the lake: its group offsets stay at its stored
+        progress, so consumer lag shows the stuck table.
+        """
         last: dict[tuple[str, int], int] = {}
         for m in messages:
+            parsed = self.config.parse_topic(m.topic)
+            if (m.topic, m.partition) in self._paused or (parsed is not None and parsed.table in self.blocked):
+                continue
             last[(m.topic, m.partition)] = max(m.offset, last.get((m.topic, m.partition), -1))
+        if not last:
+            return
         offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
         try:
             self.consumer.commit(offsets=offsets, asynchronous=True)

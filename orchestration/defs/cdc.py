@@ -1,7 +1,8 @@
 """CDC assets: PostgreSQL tables → bronze changelog, silver current state, SCD2 history.
 
 One subsettable multi-asset runs the exactly-once sink (`ingestion.cdc.sink`) for the selected
-tables; a sensor launches it when the topics hold changes the lake has not seen. The continuous
+tables; a sensor launches it when the topics hold changes the lake has not seen, or when a table's
+silver/history is behind its bronze (a run killed between the commits). The continuous
 `lakehouse cdc sink --follow` may run at the same time: commits are fenced, nothing is doubled.
 """
 
@@ -102,6 +103,9 @@ def _delta_version(uri: str, settings: Settings) -> int | None:
 
 
 def _metadata(report: TableReport, uri: str, settings: Settings, **extra: int) -> dict[str, Any]:
+    """Materialization metadata. `source_change_age_seconds` is how old the newest source change
+    applied by this run was when the run finished (end-to-end latency of that change); it is not
+    the lag of the table, which a run that applied nothing does not measure."""
     now = datetime.now(UTC)
     metadata: dict[str, Any] = {
         "changes_applied": report.changes,
@@ -113,7 +117,7 @@ def _metadata(report: TableReport, uri: str, settings: Settings, **extra: int) -
     }
     if report.latest_source_ts is not None:
         metadata["latest_source_change"] = dg.MetadataValue.timestamp(report.latest_source_ts)
-        metadata["lag_seconds"] = round((now - report.latest_source_ts).total_seconds(), 1)
+        metadata["source_change_age_seconds"] = round((now - report.latest_source_ts).total_seconds(), 1)
     if report.last_offsets:
         metadata["kafka_offsets"] = dg.MetadataValue.json({str(p): o for p, o in report.last_offsets.items()})
     return metadata
@@ -196,14 +200,17 @@ silver_checks = [_silver_check(table) for table in OLTP_TABLES]
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     asset_selection=dg.AssetSelection.assets(*[k for t in OLTP_TABLES for k in _layer_keys(t)]),
-    description="Materializes the CDC assets of tables whose Kafka topics hold changes the lake has not seen.",
+    description=(
+        "Materializes the CDC assets of tables whose Kafka topics hold changes the lake has not seen, "
+        "or whose silver/history is behind bronze (a run killed between the commits)."
+    ),
 )
 def cdc_topics_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
     config = SinkConfig.from_settings(get_settings())
     pending = tables_with_new_data(config)
     tables = sorted(t for t in pending if t in OLTP_TABLES)
     if not tables:
-        return dg.SkipReason("no new changes in the CDC topics")
+        return dg.SkipReason("no new changes in the CDC topics, every silver/history level with bronze")
     positions = json.dumps({t: pending[t] for t in tables}, sort_keys=True)
     if positions == context.cursor:
         return dg.SkipReason("a run for these changes was already requested")

@@ -20,7 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 from ingestion.cdc.config import SinkConfig
 from ingestion.cdc.publisher import CdcPublisher, drop_slot, slot_status
 from ingestion.cdc.sink import CdcSink, SinkReport
-from ingestion.cdc.verify import compare_table
+from ingestion.cdc.verify import compare_table, source_rows
 from lakehouse import duck
 from lakehouse.settings import OLTP_TABLES, Settings
 from lakehouse.synthetic.entities import generate
@@ -64,9 +64,13 @@ class CdcEnv:
             return sink.run_once(tables=tables)
 
     def sink_subprocess(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return self.cli("sink", *args, timeout=timeout)
+
+    def cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        """`lakehouse cdc <args>` in a subprocess, with this environment's settings."""
         env = {**os.environ, **self.settings.to_env()}
         return subprocess.run(
-            [sys.executable, "-m", "lakehouse.cli", "cdc", "sink", *args],
+            [sys.executable, "-m", "lakehouse.cli", "cdc", *args],
             env=env,
             capture_output=True,
             text=True,
@@ -111,6 +115,24 @@ class CdcEnv:
                     continue
                 raise
             assert dupes == [], f"bronze {table} holds (partition, offset) twice: {dupes[:5]}"
+
+    def assert_history_consistent(self, tables: tuple[str, ...] = OLTP_TABLES) -> None:
+        """History holds each (key, LSN) version once, and exactly one current version per live
+        key of silver (none for a deleted one)."""
+        for table in tables:
+            _columns, keys, _rows = source_rows(self.settings, table)
+            k = ", ".join(f'"{key}"' for key in keys)
+            history, silver = self.delta("history", table), self.delta("silver", table)
+            dupes = self.query(f"select {k}, _cdc_lsn, count(*) from {history} group by all having count(*) > 1")
+            assert dupes == [], f"history {table} holds a (key, lsn) version twice: {dupes[:5]}"
+            wrong = self.query(
+                f"select {k}, s._cdc_deleted, coalesce(h.current, 0) from {silver} s "
+                f"left join (select {k}, count(*) filter (where is_current) as current from {history} group by all) h "
+                f"using ({k}) where coalesce(h.current, 0) <> case when s._cdc_deleted then 0 else 1 end"
+            )
+            assert wrong == [], f"history {table}: live keys need one current version, deleted none: {wrong[:5]}"
+            orphans = self.query(f"select {k} from {history} h anti join {silver} s using ({k}) where h.is_current")
+            assert orphans == [], f"history {table} has current versions of keys silver lacks: {orphans[:5]}"
 
     # ---------------------------------------------------------------- source
     def execute(self, statement: str, params: tuple = ()) -> None:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +38,8 @@ def test_snapshot_then_streaming_inserts_updates_deletes(cdc: CdcEnv) -> None:
     snapshot = cdc.query(f"select op, count(*) from {cdc.delta('bronze', 'orders')} group by 1")
     assert dict(snapshot) == {"r": 100}
     assert all(entry.error is None for entry in report.tables.values()), report
+    verified = cdc.cli("verify", "--table", "orders", "--table", "customers")
+    assert verified.returncode == 0 and verified.stdout.count("identical") == 2, verified.stdout + verified.stderr
 
     cdc.execute("update shop.orders set status = 'cancelled' where order_id in (1, 2, 3)")
     cdc.execute("delete from shop.payments where order_id = 4")
@@ -242,6 +245,7 @@ def test_dead_letters_for_malformed_messages_and_unknown_tables(cdc: CdcEnv) -> 
     ("crash_at", "delay"),
     [
         ("bronze-commit:before", 0.0),
+        ("bronze-commit:after", 0.0),  # bronze committed, silver and history not
         ("kafka-commit:before", 0.0),  # after every Delta commit, before the Kafka offset commit
         ("silver-merge:start", 0.05),  # SIGKILL while the MERGE runs
         ("history-merge:start", 0.0),  # bronze and silver committed, history not
@@ -255,6 +259,7 @@ def test_kill_9_of_the_sink_loses_and_duplicates_nothing(cdc: CdcEnv, crash_at: 
     crashed = cdc.sink_subprocess("--crash-at", crash_at, "--crash-delay", str(delay))
     assert crashed.returncode == -signal.SIGKILL, crashed.stdout + crashed.stderr
     cdc.wait_consistent()
+    cdc.assert_history_consistent()
 
 
 def test_two_sinks_at_once_write_everything_exactly_once(cdc: CdcEnv) -> None:
@@ -276,6 +281,7 @@ def test_two_sinks_at_once_write_everything_exactly_once(cdc: CdcEnv) -> None:
         follower.send_signal(signal.SIGINT)
         follower.wait(60)
     cdc.wait_consistent()
+    cdc.assert_history_consistent()
 
 
 def test_publisher_restart_resumes_without_a_new_snapshot(cdc: CdcEnv) -> None:
@@ -288,10 +294,34 @@ def test_publisher_restart_resumes_without_a_new_snapshot(cdc: CdcEnv) -> None:
     assert ops["r"] == 100, "a restart must not snapshot again"
 
 
-def test_broker_restart_loses_nothing(cdc: CdcEnv, local_stack: LocalStack) -> None:
+def test_broker_restart_loses_nothing(cdc: CdcEnv, local_stack: LocalStack, tmp_path: Path) -> None:
+    """A follow-mode sink keeps running across the outage (longer than its topic rediscovery
+    interval) and applies the changes made during and after it."""
     cdc.wait_consistent(("orders",))
-    kafka = next(s for s in local_stack.status() if s.name == "kafka")
-    os.kill(kafka.pid, signal.SIGKILL)  # type: ignore[arg-type]
-    cdc.execute("update shop.orders set status = 'returned' where order_id between 60 and 70")
-    local_stack.up(log=lambda _m: None)
+    log = (tmp_path / "follower.log").open("w")
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "lakehouse.cli", "cdc", "sink", "--follow"],
+        env={**os.environ, **cdc.settings.to_env()},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        time.sleep(3)
+        kafka = next(s for s in local_stack.status() if s.name == "kafka")
+        os.kill(kafka.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        cdc.execute("update shop.orders set status = 'returned' where order_id between 60 and 70")
+        time.sleep(25)  # > rediscovery interval (10 s) + metadata timeout (10 s): discovery meets the outage
+        assert follower.poll() is None, (tmp_path / "follower.log").read_text()[-3000:]
+        local_stack.up(log=lambda _m: None)
+        cdc.execute("update shop.orders set status = 'delivered' where order_id between 71 and 75")
+        deadline = time.monotonic() + 120
+        while not compare_table(cdc.settings, "orders").equal and time.monotonic() < deadline:
+            assert follower.poll() is None, (tmp_path / "follower.log").read_text()[-3000:]
+            time.sleep(1)
+        assert compare_table(cdc.settings, "orders").equal, "the follower did not apply the changes"
+    finally:
+        follower.send_signal(signal.SIGINT)
+        follower.wait(60)
+        log.close()
     cdc.wait_consistent(("orders",), timeout=120)
+    cdc.assert_history_consistent(("orders",))

@@ -1,16 +1,19 @@
 """The CDC sensor: it asks for a run exactly for the tables whose topics hold unapplied changes
-(detected with partition EOF, not the broker's watermarks), and stays quiet once they are applied."""
+(detected with partition EOF, not the broker's watermarks) or whose silver/history is behind
+bronze, and stays quiet once they are applied."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import dagster as dg
 import pytest
 
 from ingestion.cdc.config import SinkConfig
 from ingestion.cdc.monitor import tables_with_new_data
+from ingestion.cdc.sink import CdcSink
 from lakehouse import settings as settings_module
 from lakehouse.settings import Settings
 from orchestration.defs.cdc import bronze_key, cdc_topics_sensor, history_key, silver_key
@@ -54,3 +57,36 @@ def test_sensor_requests_runs_for_tables_with_new_changes_only(cdc: CdcEnv) -> N
 
     cdc.sink_once(["orders"])
     assert isinstance(_evaluate(result.cursor), dg.SkipReason)
+
+
+def test_sensor_repairs_silver_and_history_left_behind_bronze(cdc: CdcEnv) -> None:
+    cdc.wait_consistent()
+    config = SinkConfig.from_settings(cdc.settings)
+    cdc.execute("update shop.customers set email = 'moved@example.invalid' where customer_id = 2")
+    # a run killed between the bronze and the silver commits: bronze has the change, Kafka nothing new
+    deadline = time.monotonic() + 60
+    while "customers" not in tables_with_new_data(config) and time.monotonic() < deadline:
+        time.sleep(1)
+    with CdcSink(replace(config, downstream=False)) as bronze_only:
+        assert bronze_only.run_once(["customers"]).tables["customers"].changes >= 1
+    assert not cdc.query(f"select 1 from {cdc.delta('silver', 'customers')} where email = 'moved@example.invalid'"), (
+        "silver must still be behind for this test"
+    )
+
+    pending = tables_with_new_data(config)
+    assert set(pending) == {"customers"}, pending
+    result = _evaluate(None)
+    assert isinstance(result, dg.SensorResult), result
+    (request,) = result.run_requests or []
+    assert set(request.asset_selection or []) == {
+        bronze_key("customers"),
+        silver_key("customers"),
+        history_key("customers"),
+    }
+
+    cdc.sink_once(["customers"])  # what the requested run does: repair from bronze
+    assert tables_with_new_data(config) == {}
+    assert isinstance(_evaluate(result.cursor), dg.SkipReason)
+    assert cdc.query(
+        f"select count(*) from {cdc.delta('history', 'customers')} where email = 'moved@example.invalid' and is_current"
+    ) == [(1,)]
