@@ -8,9 +8,11 @@ dlt has to process. Segments of a parallel scan run in a small thread pool.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final, cast
 
@@ -25,7 +27,7 @@ from dlt.extract.source import DltSource
 from lakehouse.settings import DYNAMODB_TABLES, Settings
 from lakehouse.stack.resources import DYNAMODB_KEYS
 
-from .core import EPOCH_ISO, iso_max, iso_second_floor
+from .core import canonical_iso, iso_second_floor
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,48 @@ COLUMNS: Final[dict[str, dict[str, TColumnSchema]]] = {
 }
 
 _deserializer = TypeDeserializer()
+
+#: The next scan starts no later than this before the current scan started. A scan is not a
+#: snapshot: an item written while it runs may carry an `updated_at` older than items read after
+#: it, and writers' clocks differ a little. Re-reading that margin is harmless (merge on the key).
+CURSOR_SAFETY: Final = dt.timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class ScanCursor:
+    """Incremental position of one table, kept in dlt's resource state (committed with the load).
+
+    `since`: items with `updated_at >= since` are read (canonical ISO-8601, None: everything).
+    `seen`: key -> `updated_at` of loaded items at or after `since`; the next scan returns them
+    again and skips those that did not change, so a rerun without changes loads nothing.
+    """
+
+    since: str | None = None
+    seen: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_state(cls, state: Any) -> ScanCursor:
+        if not state:
+            return cls()
+        return cls(state.get("since"), dict(state.get("seen") or {}))
+
+    def to_state(self) -> dict[str, Any]:
+        return {"since": self.since, "seen": dict(sorted(self.seen.items()))}
+
+    def advance(self, returned: dict[str, str], scan_started: dt.datetime, safety: dt.timedelta) -> ScanCursor:
+        """The cursor after a scan that returned `returned` (key -> canonical `updated_at`).
+
+        It moves to the newest `updated_at` seen, but never past `scan_started - safety`: an
+        item updated during the scan with an older timestamp is read by the next run.
+        """
+        if not returned:
+            return self
+        ceiling = canonical_iso(scan_started - safety)
+        since = min(max(returned.values()), ceiling)
+        if self.since is not None:
+            since = max(since, self.since)  # never backwards: what is below was read already
+        seen = {key: stamp for key, stamp in {**self.seen, **returned}.items() if stamp >= since}
+        return ScanCursor(since, seen)
 
 
 def columns(table: str) -> dict[str, TColumnSchema]:
@@ -161,31 +205,39 @@ def table_resource(settings: Settings, logical: str, segments: int = 4, page_siz
     key = DYNAMODB_KEYS[logical]
     physical = settings.dynamodb_table(logical)
 
-    def scan_items(
-        updated_at: dlt.sources.incremental[str] = dlt.sources.incremental(  # noqa: B008
-            "updated_at", initial_value=EPOCH_ISO, last_value_func=iso_max
-        ),
-    ) -> Iterator[list[Item]]:
+    def scan_items() -> Iterator[list[Item]]:
+        state = dlt.current.resource_state()
+        cursor = ScanCursor.from_state(state.get("cursor"))
         request: dict[str, Any] = {"TableName": physical}
         if page_size:
             request["Limit"] = page_size
-        start = updated_at.start_value
-        if start and start != EPOCH_ISO:
+        if cursor.since is not None:
             # ">=" on the second: the filter compares strings, so it must be a safe lower bound for
-            # any precision; dlt's incremental then drops what is older than the exact cursor and
-            # de-duplicates the items sitting exactly on it.
+            # any precision; `ScanCursor.wants` then compares exact instants.
             request.update(
                 FilterExpression="#cursor >= :since",
                 ExpressionAttributeNames={"#cursor": "updated_at"},
-                ExpressionAttributeValues={":since": {"S": iso_second_floor(start)}},
+                ExpressionAttributeValues={":since": {"S": iso_second_floor(cursor.since)}},
             )
+        scan_started = dt.datetime.now(dt.UTC)
         client = _client(settings)
-        returned = 0
+        returned: dict[str, str] = {}
         for page in parallel_scan(client.scan, request, segments):
-            returned += len(page)
-            if page:
-                yield [deserialize(item) for item in page]
-        log.info("dynamodb %s: %d items returned by the scan (cursor %s)", physical, returned, start)
+            wanted = []
+            for raw in page:
+                item = deserialize(raw)
+                if "updated_at" not in item:
+                    raise ValueError(f"DynamoDB item {item.get(key)!r} of {physical} has no updated_at (contract)")
+                stamp = canonical_iso(item["updated_at"])
+                if cursor.since is not None and stamp < cursor.since:
+                    continue
+                returned[str(item[key])] = stamp
+                if cursor.seen.get(str(item[key])) != stamp:
+                    wanted.append(item)
+            if wanted:
+                yield wanted
+        state["cursor"] = cursor.advance(returned, scan_started, CURSOR_SAFETY).to_state()
+        log.info("dynamodb %s: %d items at or after the cursor %s", physical, len(returned), cursor.since)
 
     return dlt.resource(
         scan_items,

@@ -1,7 +1,8 @@
 """Marketing REST API (campaigns, ad_spend) -> `bronze/marketing/<table>` with dlt's `rest_api` source.
 
-Pages are numbered (`page`, 1-based) and the response says `total_pages`; the incremental cursor
-is `updated_at`, sent back as `updated_since` on the next run. Rows are merged on the primary key,
+Pages follow the API's keyset cursor (`next_cursor`, sent back as `after`): unlike page numbers it
+never skips a row that is updated while the pages are read. The incremental cursor is
+`updated_at`, sent back as `updated_since` on the next run. Rows are merged on the primary key,
 so re-reading the boundary (or a whole range) never duplicates anything.
 """
 
@@ -52,7 +53,10 @@ def marketing_config(settings: Settings, page_size: int = MAX_PAGE_SIZE, base_ur
     """The `rest_api` configuration (exposed for tests and for reading what is requested)."""
     if isinstance(page_size, bool) or not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
-    url = (base_url or settings.api_url).rstrip("/")
+    configured = base_url or settings.marketing_api_base_url
+    if configured is None:
+        raise ValueError("the marketing API URL is not configured: set LAKEHOUSE_MARKETING_API_URL")
+    url = configured.rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"API base URL must be http(s): {url!r}")
     resources = [
@@ -83,12 +87,7 @@ def marketing_config(settings: Settings, page_size: int = MAX_PAGE_SIZE, base_ur
     return {
         "client": {
             "base_url": url + "/",
-            "paginator": {
-                "type": "page_number",
-                "base_page": 1,
-                "page_param": "page",
-                "total_path": "total_pages",
-            },
+            "paginator": {"type": "cursor", "cursor_path": "next_cursor", "cursor_param": "after"},
         },
         "resource_defaults": {"endpoint": {"data_selector": "data"}},
         "resources": resources,
@@ -98,7 +97,8 @@ def marketing_config(settings: Settings, page_size: int = MAX_PAGE_SIZE, base_ur
 def marketing_source(settings: Settings, page_size: int = MAX_PAGE_SIZE, base_url: str | None = None) -> DltSource:
     """dlt source `marketing` with resources `campaigns` and `ad_spend` (merge on the primary key).
 
-    Constructing it does not touch the network; `base_url` overrides `settings.api_url` (tests).
+    Constructing it does not touch the network; `base_url` overrides
+    `settings.marketing_api_base_url` (tests).
     """
     config = cast(RESTAPIConfig, marketing_config(settings, page_size, base_url))
     return rest_api_source(config, name="marketing", max_table_nesting=0)

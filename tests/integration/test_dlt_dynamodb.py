@@ -173,6 +173,23 @@ def test_dynamodb_load_merge_and_incremental(
     assert summary["carts"].delta_version == 1 and summary["sessions"].delta_version == 0
 
 
+def test_an_item_updated_during_a_scan_is_not_lost(isolated_settings: Callable[[], Settings]) -> None:
+    """A scan is not a snapshot: an item written while it runs (or by a writer whose clock is
+    behind) can carry an `updated_at` older than items the scan returned. The cursor stops at the
+    scan's start minus a safety margin, so the next run still reads such an item."""
+    settings = isolated_settings()
+    now = dt.datetime.now(dt.UTC)
+    put(settings, "carts", [cart(1, now + dt.timedelta(hours=1))])  # stamped by a clock ahead of ours
+    pipeline = make_pipeline(settings, "bronze_dynamodb")
+    raise_on_failed(pipeline.run(dynamodb_source(settings, tables=["carts"])))
+    assert rows_by_table(pipeline) == {"carts": 1}
+
+    put(settings, "carts", [cart(2, now)])  # older than the newest item the first scan saw
+    raise_on_failed(pipeline.run(dynamodb_source(settings, tables=["carts"])))
+    assert rows_by_table(pipeline) == {"carts": 1}  # cart 2 only: unchanged cart 1 is skipped
+    assert set(bronze(settings, "carts", "cart_id")) == {"cart-0001", "cart-0002"}
+
+
 def test_dynamodb_synthetic_items_round_trip(isolated_settings: Callable[[], Settings]) -> None:
     """The real generators' items (DynamoDB numbers, nested items, optional attributes) load as-is."""
     generate = pytest.importorskip("lakehouse.synthetic.entities").generate

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from decimal import Decimal
@@ -19,7 +20,7 @@ from ingestion.dlt_sources import (
     marketing_source,
 )
 from ingestion.dlt_sources.core import canonical_iso, iso_max, iso_second_floor
-from ingestion.dlt_sources.dynamodb import deserialize, parallel_scan, plain
+from ingestion.dlt_sources.dynamodb import ScanCursor, deserialize, parallel_scan, plain
 from ingestion.dlt_sources.marketing import marketing_config
 from lakehouse.settings import Settings
 
@@ -51,6 +52,34 @@ def test_iso_second_floor_is_a_lexicographic_lower_bound() -> None:
     same_second_or_later = ["2026-11-20T10:00:00Z", "2026-11-20T10:00:00.1Z", "2026-11-20T10:00:01Z"]
     assert all(value >= floor for value in same_second_or_later)
     assert floor > "2026-11-20T09:59:59.999Z"
+
+
+def test_scan_cursor_never_passes_the_scan_start() -> None:
+    """An item updated during a scan may carry an older `updated_at` than items read after it."""
+    started = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
+    safety = dt.timedelta(minutes=5)
+    # items stamped ahead of the scan start (fast writer clocks, or written during the scan)
+    cursor = ScanCursor().advance(
+        {"a": "2026-11-20T11:00:00.000000Z", "b": "2026-11-20T13:00:00.000000Z"}, started, safety
+    )
+    assert cursor.since == "2026-11-20T11:55:00.000000Z"  # not 13:00: that would lose later writes below it
+    assert cursor.seen == {"b": "2026-11-20T13:00:00.000000Z"}  # read again next time, skipped if unchanged
+
+
+def test_scan_cursor_follows_the_newest_item_and_skips_unchanged_ones() -> None:
+    started = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
+    safety = dt.timedelta(minutes=5)
+    first = ScanCursor().advance(
+        {"a": "2026-11-19T08:00:00.000000Z", "b": "2026-11-19T09:00:00.000000Z"}, started, safety
+    )
+    assert first.since == "2026-11-19T09:00:00.000000Z" and first.seen == {"b": "2026-11-19T09:00:00.000000Z"}
+    # nothing returned: unchanged (the state round-trips through dlt's JSON state)
+    assert ScanCursor.from_state(first.to_state()) == first
+    assert first.advance({}, started + dt.timedelta(hours=1), safety) == first
+    # b changed, c is new: the cursor moves on and forgets keys below it
+    later = first.advance({"b": "2026-11-20T10:00:00.000000Z", "c": "2026-11-20T10:00:00.000000Z"}, started, safety)
+    assert later.since == "2026-11-20T10:00:00.000000Z"
+    assert later.seen == {"b": "2026-11-20T10:00:00.000000Z", "c": "2026-11-20T10:00:00.000000Z"}
 
 
 def test_dynamodb_values_become_plain_python() -> None:
@@ -169,7 +198,7 @@ def test_inputs_are_validated(offline_settings: Settings) -> None:
 def test_marketing_config_pages_and_cursor(offline_settings: Settings) -> None:
     config = marketing_config(offline_settings, page_size=25)
     assert config["client"]["base_url"] == offline_settings.api_url + "/"
-    assert config["client"]["paginator"]["type"] == "page_number"
+    assert config["client"]["paginator"] == {"type": "cursor", "cursor_path": "next_cursor", "cursor_param": "after"}
     keys = {r["name"]: r["primary_key"] for r in config["resources"]}
     assert keys == {"campaigns": ["campaign_id"], "ad_spend": ["campaign_id", "spend_date"]}
     params = config["resources"][1]["endpoint"]["params"]
