@@ -18,7 +18,7 @@ from lakehouse.settings import Settings
 from lakehouse.synthetic.common import MAX_DAYS, SyntheticDataError
 from lakehouse.synthetic.db import connect
 from lakehouse.synthetic.entities import ENTITIES, MAX_STARTER_SCALE, STARTER, entity_names, generate
-from lakehouse.synthetic.marketing import MAX_PAGE_SIZE, fetch_page
+from lakehouse.synthetic.marketing import MAX_PAGE_SIZE, fetch_page, validate_page_request
 from lakehouse.synthetic.schema import ensure_schema
 
 
@@ -39,7 +39,10 @@ class Page(BaseModel):
     page_size: int
     total: int
     total_pages: int
-    next_page: int | None
+    next_page: int | None = Field(description="Next page number (page mode); null on the last page.")
+    next_cursor: str | None = Field(
+        description="Pass as `after` for the next page (keyset mode, never skips rows); null on the last page."
+    )
 
 
 class EntityInfo(BaseModel):
@@ -54,6 +57,9 @@ SinceQuery = Annotated[
     str | None, Query(description="Only rows with updated_at >= this ISO-8601 timestamp (inclusive).")
 ]
 PageQuery = Annotated[int, Query(ge=1, description="1-based page number.")]
+AfterQuery = Annotated[
+    str | None, Query(description="Keyset cursor: the `next_cursor` of the previous page (instead of `page`).")
+]
 SizeQuery = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"Rows per page (max {MAX_PAGE_SIZE}).")]
 
 
@@ -133,31 +139,34 @@ def create_app(settings: Settings) -> FastAPI:
         """Generate data; 422 with a message (and nothing written) on bad parameters."""
         return generate(settings, entity, count, seed, start_date, days, malformed_rate).to_dict()
 
-    def _page(resource: str, updated_since: str | None, page: int, page_size: int) -> dict[str, Any]:
+    def _page(resource: str, updated_since: str | None, page: int, page_size: int, after: str | None) -> dict[str, Any]:
         nonlocal schema_ready
         since = _parse_since(updated_since)
+        validate_page_request(resource, page, page_size, after)
         if not schema_ready:
             ensure_schema(settings)
             schema_ready = True
         with connect(settings) as conn:
-            return fetch_page(conn, settings, resource, since, page, page_size)
+            return fetch_page(conn, settings, resource, since, page, page_size, after)
 
     @app.get("/api/marketing/campaigns", response_model=Page)
     def campaigns(
         updated_since: SinceQuery = None,
         page: PageQuery = 1,
         page_size: SizeQuery = 100,
+        after: AfterQuery = None,
     ) -> dict[str, Any]:
         """Campaigns ordered by (updated_at, campaign_id)."""
-        return _page("campaigns", updated_since, page, page_size)
+        return _page("campaigns", updated_since, page, page_size, after)
 
     @app.get("/api/marketing/ad_spend", response_model=Page)
     def ad_spend(
         updated_since: SinceQuery = None,
         page: PageQuery = 1,
         page_size: SizeQuery = 100,
+        after: AfterQuery = None,
     ) -> dict[str, Any]:
         """Daily spend ordered by (updated_at, campaign_id, spend_date)."""
-        return _page("ad_spend", updated_since, page, page_size)
+        return _page("ad_spend", updated_since, page, page_size, after)
 
     return app

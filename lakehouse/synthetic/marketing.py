@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import json
 import math
 from decimal import Decimal
 from typing import Any
@@ -78,6 +81,8 @@ RESOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
     "ad_spend": ("ad_spend", ("campaign_id", "spend_date")),
 }
 MAX_PAGE_SIZE = 1000
+#: SQL types of the primary-key columns (keyset cursors carry their values as text)
+KEY_TYPES = {"campaign_id": "text", "spend_date": "date"}
 
 
 def campaign_id(number: int) -> str:
@@ -229,6 +234,43 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def encode_cursor(row: dict[str, Any], key: tuple[str, ...]) -> str:
+    """Opaque keyset cursor: the (updated_at, primary key) of the last row of a page."""
+    values = [row["updated_at"], *(row[k] for k in key)]
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, key: tuple[str, ...]) -> list[str]:
+    """The values of a cursor made by `encode_cursor` for the same resource; clear error otherwise."""
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise SyntheticDataError("after: not a cursor returned by this API (next_cursor)") from None
+    if not (isinstance(values, list) and len(values) == len(key) + 1 and all(isinstance(v, str) for v in values)):
+        raise SyntheticDataError("after: not a cursor of this resource (next_cursor)")
+    try:
+        dt.datetime.fromisoformat(values[0])
+        for name, value in zip(key, values[1:], strict=True):
+            if KEY_TYPES[name] == "date":
+                dt.date.fromisoformat(value)
+    except ValueError:
+        raise SyntheticDataError("after: not a cursor of this resource (next_cursor)") from None
+    return values
+
+
+def validate_page_request(resource: str, page: int, page_size: int, after: str | None) -> list[str] | None:
+    """Check a page request before touching the database; returns the decoded cursor, if any."""
+    if resource not in RESOURCES:
+        raise SyntheticDataError(f"unknown marketing resource {resource!r}")
+    if page < 1:
+        raise SyntheticDataError("page must be >= 1")
+    if after is not None and page != 1:
+        raise SyntheticDataError("pass either page or after, not both")
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise SyntheticDataError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+    return decode_cursor(after, RESOURCES[resource][1]) if after is not None else None
+
+
 def fetch_page(
     conn: psycopg.Connection,
     settings: Settings,
@@ -236,27 +278,40 @@ def fetch_page(
     updated_since: dt.datetime | None,
     page: int,
     page_size: int,
+    after: str | None = None,
 ) -> dict[str, Any]:
-    """One page of a marketing resource ordered by (updated_at, primary key); `updated_at >= since`."""
-    if resource not in RESOURCES:
-        raise SyntheticDataError(f"unknown marketing resource {resource!r}")
-    if page < 1:
-        raise SyntheticDataError("page must be >= 1")
-    if not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise SyntheticDataError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+    """One page of a marketing resource ordered by (updated_at, primary key); `updated_at >= since`.
+
+    Two ways to page: `page` numbers (offsets), or the keyset cursor `after` (the `next_cursor` of
+    the previous page). Offsets skip a row when an earlier one is updated between two requests
+    (it moves to the end and the rest shift up a page); a keyset cursor never does, so loaders use it.
+    """
+    values = validate_page_request(resource, page, page_size, after)
     name, key = RESOURCES[resource]
-    where = sql.SQL("where updated_at >= %(since)s") if updated_since else sql.SQL("")
-    params = {"since": updated_since, "limit": page_size, "offset": (page - 1) * page_size}
+    params: dict[str, Any] = {"since": updated_since, "limit": page_size, "offset": (page - 1) * page_size}
+    conditions: list[sql.Composable] = [sql.SQL("updated_at >= %(since)s")] if updated_since else []
     tbl = table(settings.marketing_schema, name)
-    count_row = conn.execute(sql.SQL("select count(*) from {} {}").format(tbl, where), params).fetchone()
+    count_where = sql.SQL("where ") + sql.SQL(" and ").join(conditions) if conditions else sql.SQL("")
+    count_row = conn.execute(sql.SQL("select count(*) from {} {}").format(tbl, count_where), params).fetchone()
     total = count_row[0] if count_row else 0
+    if values is not None:
+        params.update({f"after_{i}": v for i, v in enumerate(values)})
+        columns = sql.SQL(", ").join([sql.Identifier("updated_at"), *map(sql.Identifier, key)])
+        placeholders = sql.SQL(", ").join(
+            [sql.SQL("%(after_0)s::timestamptz")]
+            + [sql.SQL("%({})s::{}").format(sql.SQL(f"after_{i}"), sql.SQL(KEY_TYPES[k])) for i, k in enumerate(key, 1)]
+        )
+        conditions.append(sql.SQL("({}) > ({})").format(columns, placeholders))
+        params["offset"] = 0
+    where = sql.SQL("where ") + sql.SQL(" and ").join(conditions) if conditions else sql.SQL("")
     order = sql.SQL(", ").join([sql.Identifier("updated_at"), *map(sql.Identifier, key)])
     cur = conn.execute(
         sql.SQL("select * from {} {} order by {} limit %(limit)s offset %(offset)s").format(tbl, where, order),
         params,
     )
-    columns = [c.name for c in cur.description or ()]
-    data = [{c: _json_value(v) for c, v in zip(columns, row, strict=True)} for row in cur.fetchall()]
+    names = [c.name for c in cur.description or ()]
+    raw = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    data = [{c: _json_value(v) for c, v in row.items()} for row in raw]
     total_pages = math.ceil(total / page_size)
     return {
         "data": data,
@@ -264,5 +319,6 @@ def fetch_page(
         "page_size": page_size,
         "total": total,
         "total_pages": total_pages,
-        "next_page": page + 1 if page < total_pages else None,
+        "next_page": page + 1 if after is None and page < total_pages else None,
+        "next_cursor": encode_cursor(data[-1], key) if len(data) == page_size else None,
     }

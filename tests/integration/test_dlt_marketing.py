@@ -31,11 +31,17 @@ class ServedApi:
     def __init__(self, settings: Settings, app: FastAPI) -> None:
         self.settings = settings
         self.requests: list[tuple[str, dict[str, str]]] = []
+        #: called after each response (path, query): lets a test change data between two pages
+        self.after_response: Callable[[str, dict[str, str]], None] | None = None
 
         @app.middleware("http")
         async def record(request: Request, call_next: Any) -> Any:
-            self.requests.append((request.url.path, dict(request.query_params)))
-            return await call_next(request)
+            query = dict(request.query_params)
+            self.requests.append((request.url.path, query))
+            response = await call_next(request)
+            if self.after_response is not None:
+                self.after_response(request.url.path, query)
+            return response
 
         port = free_port()
         self.url = f"http://{settings.host}:{port}"
@@ -87,8 +93,8 @@ def test_marketing_paginated_incremental_merge(served: ServedApi) -> None:
     # 1st run: page_size 10 < rows -> several pages per resource
     raise_on_failed(pipeline.run(marketing_source(settings, page_size=10, base_url=served.url)))
     assert rows_by_table(pipeline) == {"campaigns": 45, "ad_spend": len(spend)}
-    pages = [int(q["page"]) for path, q in served.requests if path.endswith("/campaigns")]
-    assert pages == [1, 2, 3, 4, 5]
+    cursors = [q.get("after") for path, q in served.requests if path.endswith("/campaigns")]
+    assert len(cursors) == 5 and cursors[0] is None and None not in cursors[1:]  # keyset pages
     assert {q["page_size"] for _path, q in served.requests} == {"10"}
     loaded = {r["campaign_id"]: r for r in bronze(settings, "campaigns")}
     assert loaded.keys() == campaigns.keys()
@@ -140,3 +146,28 @@ def test_marketing_paginated_incremental_merge(served: ServedApi) -> None:
     summary = load_summary(settings, pipeline)
     assert summary["campaigns"].delta_version == (versions["campaigns"] or 0) + 1
     assert summary["campaigns"].uri == settings.lake_uri("bronze", "marketing", "campaigns")
+
+
+def test_a_row_updated_between_two_pages_is_not_skipped(served: ServedApi) -> None:
+    """Page numbers would skip a row here: the first campaign is updated after page 1 was served,
+    moves to the end, and every later row shifts up one place. The keyset cursor sees them all."""
+    settings = served.settings
+    first = min(postgres_rows(settings, "campaigns"), key=lambda r: (r["updated_at"], r["campaign_id"]))
+    later = max(r["updated_at"] for r in postgres_rows(settings, "campaigns")) + dt.timedelta(minutes=5)
+
+    def update_after_first_page(path: str, query: dict[str, str]) -> None:
+        if path.endswith("/campaigns") and "after" not in query:
+            with psycopg.connect(settings.postgres_dsn) as conn:
+                conn.execute(
+                    f"update {settings.marketing_schema}.campaigns set status = 'paused', updated_at = %s"
+                    " where campaign_id = %s",
+                    (later, first["campaign_id"]),
+                )
+            served.after_response = None
+
+    served.after_response = update_after_first_page
+    pipeline = make_pipeline(settings, "bronze_marketing")
+    raise_on_failed(pipeline.run(marketing_source(settings, page_size=10, base_url=served.url)))
+    loaded = {r["campaign_id"]: r for r in bronze(settings, "campaigns")}
+    assert loaded.keys() == {r["campaign_id"] for r in postgres_rows(settings, "campaigns")}
+    assert loaded[first["campaign_id"]]["status"] == "paused"  # read again at the end, in its new state

@@ -148,6 +148,23 @@ def test_marketing_pagination_and_updated_since(api: tuple[TestClient, Settings]
     assert past_end["data"] == [] and past_end["next_page"] is None and past_end["total_pages"] == 5
 
 
+def test_marketing_keyset_cursor_pages_through_everything_once(api: tuple[TestClient, Settings]) -> None:
+    client, _ = api
+    post(client, "campaigns", count=23, days=30)
+    by_page = _all_pages(client, "campaigns", page_size=5)
+    rows: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"page_size": 5}
+    while True:
+        body = client.get("/api/marketing/campaigns", params=params).json()
+        rows.extend(body["data"])
+        if "after" in params:
+            assert body["next_page"] is None  # keyset pages have no page numbers
+        if body["next_cursor"] is None:
+            break
+        params["after"] = body["next_cursor"]
+    assert rows == by_page and len(rows) == 23
+
+
 def test_the_stack_serves_the_api(local_stack: LocalStack, settings: Settings) -> None:
     """The API process the stack started (uvicorn) answers on its port."""
     assert httpx.get(f"{settings.api_url}/health", timeout=5).json() == {"status": "ok"}

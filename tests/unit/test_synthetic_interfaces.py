@@ -94,7 +94,16 @@ def test_api_rejects_bad_generate_parameters(client: TestClient, url: str, needl
 
 @pytest.mark.parametrize(
     "query",
-    ["page=0", "page_size=0", "page_size=1001", "updated_since=not-a-date", "updated_since=2024-13-01"],
+    [
+        "page=0",
+        "page_size=0",
+        "page_size=1001",
+        "updated_since=not-a-date",
+        "updated_since=2024-13-01",
+        "after=not-a-cursor",
+        "after=WyJ4Il0",  # base64 of '["x"]': JSON, but not a cursor of this resource
+        "page=2&after=WyIyMDI2LTExLTAxVDAwOjAwOjAwWiIsICJjbXBfMDAwMDAxIiwgIjIwMjYtMTEtMDEiXQ",
+    ],
 )
 def test_api_rejects_bad_marketing_parameters(client: TestClient, query: str) -> None:
     for resource in ("campaigns", "ad_spend"):
