@@ -6,10 +6,14 @@
   the previous days are rebuilt too. Effective window: [min_date - lookback_days, max_date).
   Without vars the window is unbounded: every day is rebuilt.
 
-  Each incremental mart filters its rows with `in_window(<date column>)` and deletes the same window
-  from itself before inserting (`replace_window(<date column>)` as pre-hook, append strategy): a run
-  replaces exactly the days of its window, so re-running a partition is idempotent and rows that
-  disappeared upstream (deleted orders) disappear from the mart too.
+  Each incremental mart filters its rows with `in_window(<date column>)` and deletes the same days
+  from itself before inserting (`replace_window(<date column>)` as pre-hook, append strategy): a
+  run replaces exactly the days of its window, so re-running a partition is idempotent and rows
+  that disappeared upstream (deleted orders) disappear from the mart too. The order and campaign
+  marts use `in_window_or_restated` / `replace_window(<column>, restated=true)`: they also rebuild
+  the earlier days whose data changed inside the window (`int_restated_dates`: late status
+  changes, refunds, edits and deletes of old orders, restated ad spend), however old those days are.
+  Clickstream marts rely on the lookback (landing files arrive within a day or two).
 -#}
 
 {% macro _parse_date_var(name) -%}
@@ -57,9 +61,15 @@
   {%- if conditions -%}({{ conditions | join(' and ') }}){%- else -%}(1 = 1){%- endif -%}
 {%- endmacro %}
 
-{#- Pre-hook of the incremental marts: delete the run window before the new rows are appended. -#}
-{% macro replace_window(column) -%}
+{#- Predicate: `column` inside the run window, or one of the earlier days restated by it. -#}
+{% macro in_window_or_restated(column) -%}
+  ({{ in_window(column) }} or {{ column }} in (select restated_date from {{ ref('int_restated_dates') }}))
+{%- endmacro %}
+
+{#- Pre-hook of the incremental marts: delete the days the run rebuilds before the new rows are
+    appended; `restated=true` for the marts that select with `in_window_or_restated`. -#}
+{% macro replace_window(column, restated=false) -%}
   {%- if execute and is_incremental() -%}
-    delete from {{ this }} where {{ in_window(column) }}
+    delete from {{ this }} where {{ in_window_or_restated(column) if restated else in_window(column) }}
   {%- endif -%}
 {%- endmacro %}

@@ -3,7 +3,7 @@
         materialized='incremental',
         incremental_strategy='append',
         partitioned_by=(['performance_date'] if target.type == 'athena' else none),
-        pre_hook="{{ replace_window('performance_date') }}",
+        pre_hook="{{ replace_window('performance_date', restated=true) }}",
         tags=['daily']
     )
 }}
@@ -18,7 +18,7 @@ with spend as (
         sum(clicks) as clicks,
         sum(spend) as spend
     from {{ ref('stg_marketing__ad_spend') }}
-    where {{ in_window('spend_date') }}
+    where {{ in_window_or_restated('spend_date') }}
     group by campaign_id, spend_date
 ),
 
@@ -29,7 +29,7 @@ revenue as (
         count(*) as attributed_orders,
         sum(order_total) as attributed_revenue
     from {{ ref('fct_orders') }}
-    where {{ in_window('order_date') }}
+    where {{ in_window_or_restated('order_date') }}
         and counts_as_revenue
         and campaign_id is not null
     group by campaign_id, order_date

@@ -3,7 +3,7 @@
         materialized='incremental',
         incremental_strategy='append',
         partitioned_by=(['order_date'] if target.type == 'athena' else none),
-        pre_hook="{{ replace_window('order_date') }}",
+        pre_hook="{{ replace_window('order_date', restated=true) }}",
         tags=['daily']
     )
 }}
@@ -12,7 +12,7 @@
 -- order dates of its window (see macros/run_window.sql).
 with orders as (
     select * from {{ ref('stg_shop__orders') }}
-    where {{ in_window('order_date') }}
+    where {{ in_window_or_restated('order_date') }}
 ),
 
 items as (

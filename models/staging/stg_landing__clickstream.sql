@@ -1,6 +1,7 @@
--- One row per event: an object re-delivered with new content repeats its event_ids, the first
--- occurrence wins. event_date (UTC date of event_ts) is the bronze partition column: date filters
--- on it prune whole days.
+-- One row per event. A key re-uploaded with new content (a new ETag, loaded again by dlt) replaces
+-- its earlier version: only the rows of each object's latest load are kept (per event day, so that
+-- date filters still prune). An event_id delivered in two different objects: the first occurrence
+-- wins. event_date (UTC date of event_ts) is the bronze partition column.
 with source as (
     select * from {{ source('landing', 'clickstream') }}
 ),
@@ -25,13 +26,23 @@ typed as (
     from source
 ),
 
+current_versions as (
+    select * from (
+        select
+            *,
+            max(dlt_load_id) over (partition by event_date, object_key) as latest_load_of_object
+        from typed
+    ) as versions
+    where dlt_load_id = latest_load_of_object
+),
+
 ranked as (
     select
         *,
         row_number() over (
             partition by event_date, event_id order by dlt_load_id, object_key, line_number
         ) as occurrence
-    from typed
+    from current_versions
 )
 
 select

@@ -1,4 +1,5 @@
--- One row per partner, sku and feed day: a feed re-delivered later replaces the earlier one.
+-- One row per partner, sku and feed day: a feed re-delivered later replaces the earlier one; within
+-- one load the last line for a sku wins.
 with source as (
     select * from {{ source('landing', 'partner_feeds') }}
 ),
@@ -11,7 +12,9 @@ typed as (
         upper(trim(cast(currency as varchar))) as currency,
         cast(stock_level as integer) as stock_level,
         {{ to_date('feed_date') }} as feed_date,
-        cast(_dlt_load_id as varchar) as dlt_load_id
+        cast(_dlt_load_id as varchar) as dlt_load_id,
+        cast(_object_key as varchar) as object_key,
+        cast(_line_number as bigint) as line_number
     from source
 ),
 
@@ -19,7 +22,8 @@ ranked as (
     select
         *,
         row_number() over (
-            partition by partner_id, sku, feed_date order by dlt_load_id desc
+            partition by partner_id, sku, feed_date
+            order by dlt_load_id desc, object_key desc, line_number desc
         ) as recency
     from typed
 )

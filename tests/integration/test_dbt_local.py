@@ -33,9 +33,12 @@ from tests.fixtures.lake import (
     DAY4,
     LakeData,
     append_orders,
+    bronze_rows,
+    change_order_status,
     expected_campaign_performance,
     expected_daily_revenue,
     expected_funnel,
+    write_bronze,
     write_lake,
 )
 
@@ -92,9 +95,10 @@ class Lake:
         return result
 
     def run_window(self, min_date: dt.date, max_date: dt.date, lookback_days: int) -> None:
-        """What Dagster does for a partition range: the daily marts over [min, max) + lookback."""
+        """What Dagster does for a partition range: the daily marts over [min, max) + lookback (and
+        the days restated inside it, which the order marts read from `int_restated_dates`)."""
         window = {"min_date": min_date.isoformat(), "max_date": max_date.isoformat(), "lookback_days": lookback_days}
-        self.dbt("run", "--select", "tag:daily", "--vars", json.dumps(window))
+        self.dbt("run", "--select", "int_restated_dates tag:daily", "--vars", json.dumps(window))
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         """Read the warehouse (views read the lake: the connection has the extensions and secret)."""
@@ -314,3 +318,63 @@ def test_late_arriving_order_is_picked_up_by_the_lookback(built: Lake) -> None:
         f" where campaign_id = 'cmp_000002' and performance_date = date '{DAY2}'"
     ) == [(2, Decimal("276.00"))]
     assert built.query("select count(*) from marts.fct_order_items where order_id = 8") == [(1,)]
+
+
+def test_a_change_older_than_the_lookback_is_restated(built: Lake) -> None:
+    """An order of DAY1 is cancelled on DAY4 (its rows reach silver then): the DAY4 partition
+    rebuilds DAY1 too, however short the lookback, and leaves the days in between alone."""
+    order = next(o for o in built.data.orders if o.order_date == DAY1 and o.counts_as_revenue and not o.deleted)
+    before = built.daily_revenue()
+    untouched = built.hashes_by_day("fct_orders")[DAY3]
+    change_order_status(
+        built.settings, built.data, order.order_id, "cancelled", dt.datetime.combine(DAY4, dt.time(9), dt.UTC)
+    )
+    expected = {day: _as_revenue_tuple(e) for day, e in expected_daily_revenue(built.data).items()}
+    assert expected[DAY1] != before[DAY1]
+
+    built.run_window(DAY4, DAY4 + dt.timedelta(days=1), lookback_days=0)
+    assert built.daily_revenue() == expected
+    assert built.query(f"select order_status from marts.fct_orders where order_id = {order.order_id}") == [
+        ("cancelled",)
+    ]
+    assert built.hashes_by_day("fct_orders")[DAY3] == untouched
+    assert built.query("select restated_date from intermediate.int_restated_dates") == [(DAY1,)]
+    # rebuilding again changes nothing, and a partition whose window saw no change restates nothing
+    built.run_window(DAY4, DAY4 + dt.timedelta(days=1), lookback_days=0)
+    assert built.daily_revenue() == expected
+    built.run_window(DAY3, DAY3 + dt.timedelta(days=1), lookback_days=0)
+    assert built.query("select count(*) from intermediate.int_restated_dates") == [(0,)]
+    assert built.daily_revenue() == expected
+
+
+def test_a_corrected_landing_file_replaces_its_earlier_version(built: Lake) -> None:
+    """A clickstream object re-uploaded with new content (new ETag, a later dlt load) replaces its
+    earlier version in staging; a partner feed dated ahead hides no other partner's offers."""
+    key = f"clickstream/dt={DAY1}/events-a.json.gz"
+    before = built.query(f"select event_id from staging.stg_landing__clickstream where object_key = '{key}' order by 1")
+    assert len(before) > 1
+    kept = next(row for row in bronze_rows(built.data)[("landing", "clickstream")] if row["event_id"] == before[0][0])
+    write_bronze(
+        built.settings,
+        ("landing", "clickstream"),
+        [kept | {"_object_etag": "etag-corrected", "_line_number": 1, "_dlt_load_id": "1772999999.000001"}],
+        append=True,
+    )
+    assert built.query(f"select event_id from staging.stg_landing__clickstream where object_key = '{key}'") == [
+        before[0]
+    ]
+
+    offers = "select sku, partner_offers from intermediate.int_products__partner_prices order by sku"
+    baseline = built.query(offers)
+    future = bronze_rows(built.data)[("landing", "partner_feeds")][-1] | {
+        "partner_id": "partner_003",
+        "feed_date": DAY4 + dt.timedelta(days=10),
+        "_object_key": "partner_feeds/partner_003/dt=2026-03-14/feed.csv",
+        "_dlt_load_id": "1772999999.000002",
+    }
+    write_bronze(built.settings, ("landing", "partner_feeds"), [future], append=True)
+    after = dict(built.query(offers))
+    assert after[future["sku"]] == dict(baseline)[future["sku"]] + 1
+    assert {sku: n for sku, n in after.items() if sku != future["sku"]} == {
+        sku: n for sku, n in baseline if sku != future["sku"]
+    }

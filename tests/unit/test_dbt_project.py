@@ -25,6 +25,8 @@ DAILY_MARTS = {
     "fct_conversion_funnel_daily": "session_date",
     "fct_campaign_performance_daily": "performance_date",
 }
+#: marts that also rebuild earlier days changed inside their window (models/intermediate/int_restated_dates.sql)
+RESTATED_MARTS = {"fct_orders", "fct_order_items", "fct_daily_revenue", "fct_campaign_performance_daily"}
 REQUIRED_MARTS = {*DAILY_MARTS, "dim_customers", "dim_products", "fct_inventory_levels"}
 
 
@@ -110,8 +112,18 @@ def test_daily_marts_are_windowed_incrementals(manifest: dict[str, Any]) -> None
         config = models[name]["config"]
         assert config["materialized"] == "incremental"
         assert config["incremental_strategy"] == "append"  # valid for DuckDB and Iceberg on Athena
-        assert [h["sql"] for h in config["pre-hook"]] == [f"{{{{ replace_window('{column}') }}}}"]
-        assert "{{ in_window(" in models[name]["raw_code"], f"{name} does not filter its inputs by the window"
+        restated = name in RESTATED_MARTS
+        hook = (
+            f"{{{{ replace_window('{column}', restated=true) }}}}"
+            if restated
+            else f"{{{{ replace_window('{column}') }}}}"
+        )
+        assert [h["sql"] for h in config["pre-hook"]] == [hook]
+        # the rows selected must be exactly the days the pre-hook deleted
+        select = "{{ in_window_or_restated(" if restated else "{{ in_window("
+        assert select in models[name]["raw_code"], f"{name} does not filter its inputs like its pre-hook"
+        if restated:
+            assert "int_restated_dates" in {n.split(".")[-1] for n in models[name]["depends_on"]["nodes"]}
     for name, node in models.items():
         if name not in DAILY_MARTS:
             assert node["config"]["materialized"] in ("view", "table"), name
