@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     kafka_port: int = 9092
     postgres_port: int = 5432
     api_port: int = 8000
+    #: base URL of the marketing REST API dlt reads; locally the synthetic API serves it
+    marketing_api_url: str | None = Field(default=None, description="Defaults to the local synthetic API.")
     dagster_port: int = 3000
 
     # --- AWS / S3 emulator ---
@@ -127,6 +129,13 @@ class Settings(BaseSettings):
             raise ValueError(f"invalid table names: {bad}")
         return value
 
+    @field_validator("marketing_api_url")
+    @classmethod
+    def _valid_marketing_api_url(cls, value: str | None) -> str | None:
+        if value is not None and value and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError("must be an http(s) URL without query or fragment")
+        return value or None
+
     @field_validator("cdc_topic_prefix")
     @classmethod
     def _valid_topic_prefix(cls, value: str) -> str:
@@ -182,9 +191,17 @@ class Settings(BaseSettings):
 
     @property
     def api_url(self) -> str:
+        """The local synthetic data API."""
         return f"http://{self.host}:{self.api_port}"
 
-    # bucket names: one naming rule shared with terraform/ (see tests/unit/test_terraform_names.py)
+    @property
+    def marketing_api_base_url(self) -> str | None:
+        """Where the marketing API is: configured, or the local synthetic API; None in prod if unset."""
+        if self.marketing_api_url:
+            return self.marketing_api_url
+        return self.api_url if self.is_local else None
+
+    # bucket names: one naming rule shared with terraform/ (see tests/infra/test_terraform.py)
     @property
     def landing_bucket(self) -> str:
         return f"{self.name_prefix}-landing"

@@ -1,9 +1,11 @@
 """S3 sensor on the landing bucket: each new object version is loaded exactly once.
 
-The cursor (`ingestion.landing_cursor`) never misses an object that shares a LastModified second
-with the previous tick, and reports a re-uploaded key again only if its content (ETag) changed.
-Run keys are derived from (key, ETag), so even a lost cursor cannot launch the same load twice, and
-the dlt source itself skips object versions bronze already holds.
+The cursor (`ingestion.landing_cursor`) does not miss an object that shares a LastModified second
+with the previous tick or appears up to `LOOKBACK` below the newest one seen (an upload that
+started earlier and finished later), and reports a re-uploaded key again only if its content (ETag)
+changed. An object appearing even later than that is loaded by the daily catch-up job, which loads
+every object bronze does not hold. Run keys are derived from (key, ETag), so even a lost cursor
+cannot launch the same load twice, and the dlt source itself skips versions bronze already holds.
 """
 
 import hashlib

@@ -54,6 +54,9 @@ def test_dagster_instance_config_is_valid(path: str, dagster_env: None, tmp_path
         assert result.success, (path, key, result.errors)
     expected_launcher = "EcsRunLauncher" if path.startswith("ecs/") else "DefaultRunLauncher"
     assert config["run_launcher"]["class"] == expected_launcher
+    # pools exclude nothing without a limit: the writers and their maintenance share pools (docs/prod-wiring.md)
+    assert config["concurrency"]["pools"]["default_limit"] == 1
+    assert config["run_retries"] == {"enabled": True, "max_retries": 1}  # sensor-launched runs retry too
 
 
 @pytest.mark.parametrize("path", ["workspace.yaml", "ecs/workspace.yaml"])

@@ -72,3 +72,22 @@ def test_conninfo_quotes_password() -> None:
     s = make(postgres_password="a'b c")
     assert "password='a\\'b c'" in s.postgres_conninfo()
     assert "dbname=postgres" in s.postgres_conninfo("postgres")
+
+
+def test_marketing_api_url_is_local_by_default_and_must_be_set_in_prod() -> None:
+    from ingestion.dlt_sources.marketing import marketing_config
+
+    local = Settings(_env_file=None)
+    assert local.marketing_api_base_url == local.api_url == "http://127.0.0.1:8000"
+    prod = Settings(_env_file=None, environment="prod")
+    assert prod.marketing_api_base_url is None
+    with pytest.raises(ValueError, match="LAKEHOUSE_MARKETING_API_URL"):
+        marketing_config(prod)
+    configured = Settings(_env_file=None, environment="prod", marketing_api_url="https://ads.example.com/v1")
+    assert marketing_config(configured)["client"]["base_url"] == "https://ads.example.com/v1/"
+
+
+@pytest.mark.parametrize("url", ["ftp://ads.example.com", "https://ads.example.com/?token=x", "not a url"])
+def test_marketing_api_url_is_validated(url: str) -> None:
+    with pytest.raises(ValidationError, match="marketing_api_url"):
+        Settings(_env_file=None, marketing_api_url=url)

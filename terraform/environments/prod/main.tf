@@ -100,6 +100,7 @@ module "compute" {
   oltp                 = var.oltp
   oltp_secret_arn      = module.sources.oltp_secret_arn
   image_tag            = var.image_tag
+  marketing_api_url    = var.marketing_api_url
   kafka                = {
     cluster_arn       = var.enable_streaming ? module.streaming[0].cluster_arn : ""
     bootstrap_servers = var.enable_streaming ? module.streaming[0].bootstrap_brokers : ""

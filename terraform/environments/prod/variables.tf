@@ -19,6 +19,12 @@ variable "image_tag" {
   type        = string
 }
 
+variable "marketing_api_url" {
+  description = "Base URL of the marketing REST API (https); empty leaves the marketing load off."
+  type        = string
+  default     = ""
+}
+
 variable "oltp" {
   description = "OLTP PostgreSQL source captured by Debezium and read by runs (database shop, user lakehouse)."
   type        = object({

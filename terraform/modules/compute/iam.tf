@@ -17,6 +17,12 @@ locals {
   glue_database_arn = [for db in values(var.glue_databases) : "arn:${local.partition}:glue:${local.arn_suffix}:database/${db}"]
   glue_table_arns   = [for db in values(var.glue_databases) : "arn:${local.partition}:glue:${local.arn_suffix}:table/${db}/*"]
   glue_resources    = concat([local.glue_catalog_arn], local.glue_database_arn, local.glue_table_arns)
+  # dbt writes only the marts database; bronze/silver tables are registered by terraform (catalog module)
+  glue_marts_write_resources = [
+    local.glue_catalog_arn,
+    "arn:${local.partition}:glue:${local.arn_suffix}:database/${var.glue_databases["marts"]}",
+    "arn:${local.partition}:glue:${local.arn_suffix}:table/${var.glue_databases["marts"]}/*",
+  ]
 
   glue_read_actions = [
     "glue:GetDatabase", "glue:GetDatabases", "glue:GetTable", "glue:GetTables",
@@ -315,9 +321,14 @@ data "aws_iam_policy_document" "run" {
     resources = [var.kms_key_arn]
   }
   statement {
-    sid       = "GlueCatalog"
-    actions   = concat(local.glue_read_actions, local.glue_write_actions)
+    sid       = "GlueCatalogRead"
+    actions   = local.glue_read_actions
     resources = local.glue_resources
+  }
+  statement {
+    sid       = "GlueMartsWrite"
+    actions   = local.glue_write_actions
+    resources = local.glue_marts_write_resources
   }
   statement {
     sid     = "AthenaWorkgroup"

@@ -1,5 +1,27 @@
 # PostgreSQL for Dagster's run, event-log and schedule storage. The master password is generated
-# and rotated by RDS in Secrets Manager (manage_master_user_password), encrypted with the CMK.
+# here and kept in a Secrets Manager secret (CMK-encrypted) that ECS injects at task start. Not the
+# RDS-managed secret: RDS rotates that every 7 days, and the long-running webserver, daemon and code
+# location would keep the old password until restarted. Rotation is an explicit, rolling procedure
+# instead (docs/deploy.md, "Rotating the Dagster database password").
+resource "random_password" "dagster_db" {
+  length           = 40
+  special          = true
+  override_special = "-_.~!#%^*()=+" # RDS forbids / @ " and spaces
+}
+
+resource "aws_secretsmanager_secret" "dagster_db" {
+  #checkov:skip=CKV2_AWS_57:Automatic rotation would change the password under running ECS services that read it once at start; rotation is the documented rolling procedure (new random_password, apply, force a new deployment).
+  name                    = "${var.name_prefix}/dagster-db"
+  description             = "Master credentials of the Dagster storage database (injected into the ECS tasks)"
+  kms_key_id              = var.kms_key_arn
+  recovery_window_in_days = 7
+  tags                    = var.tags
+}
+
+resource "aws_secretsmanager_secret_version" "dagster_db" {
+  secret_id     = aws_secretsmanager_secret.dagster_db.id
+  secret_string = jsonencode({ username = "dagster", password = random_password.dagster_db.result })
+}
 resource "aws_db_subnet_group" "dagster" {
   name        = "${var.name_prefix}-dagster"
   description = "Private subnets of the Dagster storage database"
@@ -58,8 +80,7 @@ resource "aws_db_instance" "dagster" {
 
   db_name                       = "dagster"
   username                      = "dagster"
-  manage_master_user_password   = true
-  master_user_secret_kms_key_id = var.kms_key_arn
+  password                      = random_password.dagster_db.result
   port                          = 5432
 
   allocated_storage     = var.db_allocated_storage

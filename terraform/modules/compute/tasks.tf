@@ -1,5 +1,5 @@
 locals {
-  db_secret_arn = aws_db_instance.dagster.master_user_secret[0].secret_arn
+  db_secret_arn = aws_secretsmanager_secret.dagster_db.arn
 
   # Secrets injected by ECS (valueFrom "<secret arn>:<json key>::").
   dagster_db_secrets = {
@@ -50,6 +50,7 @@ locals {
     LAKEHOUSE_POSTGRES_USER           = var.oltp.user
     LAKEHOUSE_POSTGRES_DB             = var.oltp.database
     LAKEHOUSE_STATE_DIR               = local.lakehouse_home
+    LAKEHOUSE_MARKETING_API_URL       = var.marketing_api_url # empty: marketing load off (settings.py)
     # EMR Serverless target of the silver rebuild (orchestration/defs/emr.py picks EMR when both are set).
     LAKEHOUSE_EMR_APPLICATION_ID = aws_emrserverless_application.spark.id
     LAKEHOUSE_EMR_JOB_ROLE_ARN   = aws_iam_role.emr_job.arn

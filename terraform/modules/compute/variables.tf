@@ -92,6 +92,16 @@ variable "oltp_secret_arn" {
   type        = string
 }
 
+variable "marketing_api_url" {
+  description = "Base URL of the marketing REST API the dlt loader reads (https). Empty: the marketing schedule stays off and its asset fails with a clear message."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.marketing_api_url == "" || can(regex("^https://[^\\s/?#]+(/[^\\s?#]*)?$", var.marketing_api_url))
+    error_message = "marketing_api_url must be empty or an https URL without query or fragment."
+  }
+}
+
 variable "image_tag" {
   description = "Tag of the lakehouse image in the ECR repository (immutable tags: deploy = change this; rollback = previous tag)."
   type        = string
