@@ -111,6 +111,11 @@ class SinkConfig:
             return CdcTopic(topic, "", "")  # ours, but malformed: dead letters
         return CdcTopic(topic, parts[0], parts[1])
 
+    def table_of(self, topic: str) -> str:
+        """The table a topic carries, or the topic's own name when it names none (for messages)."""
+        parsed = self.parse_topic(topic)
+        return parsed.table if parsed is not None and parsed.table else topic
+
     def accepts(self, topic: CdcTopic) -> str | None:
         """None if the sink handles this topic's table; otherwise why it goes to the dead letters."""
         if topic.schema != self.schema or not IDENTIFIER.match(topic.table):

@@ -17,7 +17,7 @@ import uuid
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from ingestion.cdc.config import SinkConfig
-from ingestion.cdc.sink import CdcSink
+from ingestion.cdc.sink import CdcSink, beyond_log_end
 
 
 def tables_with_new_data(config: SinkConfig, timeout: float = 10.0) -> dict[str, dict[int, int]]:
@@ -70,8 +70,7 @@ def tables_with_new_data(config: SinkConfig, timeout: float = 10.0) -> dict[str,
                 raise RuntimeError(f"Kafka error: {error}")
             sought = undecided.pop(position)
             if error is None or reset:
-                parsed = config.parse_topic(position[0])
-                table = parsed.table if parsed and parsed.table else position[0]
+                table = config.table_of(position[0])
                 offset = sought if reset else int(record.offset() or 0)
                 offsets = pending.setdefault(table, {})
                 offsets[position[1]] = min(offset, offsets.get(position[1], offset))
@@ -83,14 +82,9 @@ def tables_with_new_data(config: SinkConfig, timeout: float = 10.0) -> dict[str,
 def _beyond_log_end(
     consumer: Consumer, undecided: dict[tuple[str, int], int], pending: dict[str, dict[int, int]], config: SinkConfig
 ) -> None:
-    """A position beyond the log end (tansu answers it with silence, see `sink.OffsetOutOfRange`)
-    needs a run too: the run stops that table with the error."""
-    for (topic, partition), sought in list(undecided.items()):
-        if sought < 0:
-            continue
-        _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
-        if high is not None and 0 <= high < sought:
-            undecided.pop((topic, partition))
-            parsed = config.parse_topic(topic)
-            table = parsed.table if parsed and parsed.table else topic
-            pending.setdefault(table, {})[partition] = sought
+    """A position beyond the log end (see `sink.beyond_log_end`) needs a run too: the run stops
+    that table with `OffsetOutOfRange`."""
+    for position, sought in list(undecided.items()):
+        if sought >= 0 and beyond_log_end(consumer, position, sought) is not None:
+            undecided.pop(position)
+            pending.setdefault(config.table_of(position[0]), {})[position[1]] = sought

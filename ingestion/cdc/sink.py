@@ -397,19 +397,16 @@ class CdcSink:
             self._on_kafka_error(error)
 
     def _check_positions(self, report: SinkReport) -> None:
-        """Brokers that answer a fetch beyond the log end with an empty response (the local tansu
-        broker does) give no reset error: the high watermark of that fetch response (cached by the
-        client, and correct even on tansu) below the sought offset says it. Checked after every
-        poll until a message or the end of the partition confirms the position."""
+        """Positions not yet confirmed by a message or end of partition, checked after every poll
+        (see `beyond_log_end`)."""
         for position, sought in list(self._unconfirmed.items()):
-            _low, high = self.consumer.get_watermark_offsets(TopicPartition(*position), cached=True)
-            if high is not None and 0 <= high < sought:
+            high = beyond_log_end(self.consumer, position, sought)
+            if high is not None:
                 self._stop_out_of_range(position, sought, f"its log ends at offset {high}", report)
 
     def _stop_out_of_range(self, position: tuple[str, int], sought: int, detail: str, report: SinkReport) -> None:
         topic, partition = position
-        parsed = self.config.parse_topic(topic)
-        table = parsed.table if parsed is not None and parsed.table else topic
+        table = self.config.table_of(topic)
         error = OffsetOutOfRange(table, topic, partition, sought, detail)
         self._unconfirmed.pop(position, None)
         self.blocked[table] = str(error)
@@ -801,17 +798,29 @@ class CdcSink:
         """
         last: dict[tuple[str, int], int] = {}
         for m in messages:
-            parsed = self.config.parse_topic(m.topic)
-            if (m.topic, m.partition) in self._paused or (parsed is not None and parsed.table in self.blocked):
-                continue
             last[(m.topic, m.partition)] = max(m.offset, last.get((m.topic, m.partition), -1))
-        if not last:
+        offsets = [
+            TopicPartition(t, p, o + 1)
+            for (t, p), o in last.items()
+            if (t, p) not in self._paused and self.config.table_of(t) not in self.blocked
+        ]
+        if not offsets:
             return
-        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
         try:
             self.consumer.commit(offsets=offsets, asynchronous=True)
         except Exception as exc:
             log.debug("could not commit Kafka offsets: %s", exc)
+
+
+def beyond_log_end(consumer: Consumer, position: tuple[str, int], sought: int) -> int | None:
+    """The log end of a partition if `sought` lies past it, else None.
+
+    Brokers that answer a fetch beyond the log end with an empty response (the local tansu broker
+    does) give no reset error; the high watermark of the last fetch response (cached by the client,
+    and correct even on tansu) below the sought offset says it.
+    """
+    _low, high = consumer.get_watermark_offsets(TopicPartition(*position), cached=True)
+    return high if high is not None and 0 <= high < sought else None
 
 
 def _last_offsets(messages: Iterable[Message]) -> dict[int, int]:

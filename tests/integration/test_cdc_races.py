@@ -25,6 +25,7 @@ from ingestion.cdc.monitor import tables_with_new_data
 from ingestion.cdc.sink import CdcSink, OffsetOutOfRange
 from lakehouse.kafka import client_config
 from lakehouse.settings import Settings
+from tests.fixtures.races import race_two_creators
 
 
 def test_two_creators_of_one_table_on_s3_one_is_fenced(isolated_settings: Callable[[], Settings]) -> None:
@@ -32,25 +33,7 @@ def test_two_creators_of_one_table_on_s3_one_is_fenced(isolated_settings: Callab
     config = SinkConfig.from_settings(settings)
     for attempt in range(3):
         uri = config.uri("bronze", f"race_{attempt}")
-        barrier = threading.Barrier(2)
-        outcomes: dict[int, str] = {}
-
-        def create(
-            writer: int, uri: str = uri, barrier: threading.Barrier = barrier, outcomes: dict[int, str] = outcomes
-        ) -> None:
-            store = DeltaStore(config.storage_options)
-            barrier.wait()
-            try:
-                store.append(uri, None, pa.table({"writer": [writer]}), {"cdc:t:0": writer})
-                outcomes[writer] = "created"
-            except CommitFailedError:
-                outcomes[writer] = "fenced"
-
-        threads = [threading.Thread(target=create, args=(w,)) for w in (1, 2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        outcomes = race_two_creators(uri, config.storage_options)
         assert sorted(outcomes.values()) == ["created", "fenced"], outcomes
         rows = DeltaTable(uri, storage_options=config.storage_options).to_pyarrow_table()
         assert rows.num_rows == 1

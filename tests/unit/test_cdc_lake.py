@@ -4,7 +4,6 @@ tests/integration/test_cdc_races.py runs the same race against the S3 emulator's
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,6 +11,7 @@ import pytest
 from deltalake import DeltaTable
 
 from ingestion.cdc.lake import CommitFailedError, DeltaStore
+from tests.fixtures.races import race_two_creators
 
 
 def test_creating_a_table_that_exists_fails_instead_of_appending(tmp_path: Path) -> None:
@@ -27,24 +27,7 @@ def test_creating_a_table_that_exists_fails_instead_of_appending(tmp_path: Path)
 def test_two_creators_at_once_one_wins_the_other_is_told(tmp_path: Path) -> None:
     for attempt in range(5):
         uri = str(tmp_path / f"race{attempt}")
-        barrier = threading.Barrier(2)
-        outcomes: dict[int, str] = {}
-
-        def create(
-            writer: int, uri: str = uri, barrier: threading.Barrier = barrier, outcomes: dict[int, str] = outcomes
-        ) -> None:
-            barrier.wait()
-            try:
-                DeltaStore({}).append(uri, None, pa.table({"writer": [writer]}), {"cdc:t:0": writer})
-                outcomes[writer] = "created"
-            except CommitFailedError:
-                outcomes[writer] = "fenced"
-
-        threads = [threading.Thread(target=create, args=(w,)) for w in (1, 2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        outcomes = race_two_creators(uri, {})
         assert sorted(outcomes.values()) == ["created", "fenced"], outcomes
         winner = next(w for w, outcome in outcomes.items() if outcome == "created")
         table = DeltaTable(uri)
