@@ -1,13 +1,19 @@
--- fct_daily_revenue next to the same figures recomputed from the current orders in staging: every
--- row should show zero differences (the end-to-end test does the same against PostgreSQL).
-with recomputed as (
+-- fct_daily_revenue next to the same figures recomputed from the current orders in staging (in
+-- USD at each order date's rate): every row should show zero differences (the end-to-end test does
+-- the same against PostgreSQL).
+with rates as (
+    select * from {{ ref('int_currency_rates') }}
+),
+
+recomputed as (
     select
-        order_date,
+        orders.order_date,
         count(*) as orders,
-        sum(order_total) as gross_revenue
-    from {{ ref('stg_shop__orders') }}
-    where order_status <> 'cancelled'
-    group by order_date
+        sum({{ to_usd('orders.order_total', 'rates.usd_per_unit') }}) as gross_revenue
+    from {{ ref('stg_shop__orders') }} as orders
+    left join rates on {{ rate_applies('rates', 'orders.currency', 'orders.order_date') }}
+    where orders.order_status <> 'cancelled'
+    group by orders.order_date
 )
 
 select

@@ -1,9 +1,11 @@
-"""Batch benchmarks: dlt clickstream load (S3 landing -> bronze Delta) and the 30-partition dbt backfill."""
+"""Batch benchmarks: clickstream load (S3 landing -> bronze Delta), one big landing object (memory), and the
+30-partition dbt backfill."""
 
 from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import math
 import os
 import sqlite3
@@ -15,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pyarrow as pa
@@ -27,6 +30,9 @@ from benchmarks.harness import BenchmarkResult, Figure, private_stack, timed
 from ingestion.dlt_sources.landing_parse import CLICKSTREAM_FIELDS
 from lakehouse.dagster_instance import REPO_ROOT, dagster_env
 from lakehouse.settings import Settings
+
+if TYPE_CHECKING:
+    from lakehouse.demo import DemoWindow
 
 DEFINITIONS_MODULE = "orchestration.definitions"
 #: Mean events per generated browsing session (measured: ~5.4); used to size the generator call.
@@ -69,7 +75,7 @@ def put_clickstream(settings: Settings, events: int, days: int = 30) -> Landing:
         written += result.counts["clickstream_events"]
         objects += len(result.objects)
         seed += 1
-    from lakehouse.stack.resources import s3_client
+    from lakehouse.aws import s3_client
 
     client = s3_client(settings)
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=settings.landing_bucket, Prefix="clickstream/"):
@@ -123,7 +129,7 @@ def raw_floor_load(settings: Settings, workers: int = 4) -> tuple[int, float]:
 
 
 def dlt_clickstream_load(events: int = 1_000_000, workers: int = 4) -> BenchmarkResult:
-    """~1M clickstream events from the S3 landing bucket into bronze Delta with the real dlt source."""
+    """~1M clickstream events from the S3 landing bucket into bronze Delta with the production landing loader."""
     from ingestion.dlt_sources.benchmark import benchmark_clickstream_load
 
     started = time.perf_counter()
@@ -144,7 +150,7 @@ def dlt_clickstream_load(events: int = 1_000_000, workers: int = 4) -> Benchmark
         "dlt_clickstream_load",
         [
             Figure(
-                "S3 landing -> bronze Delta (dlt: list, fetch, parse+validate, lineage, exactly-once state)",
+                "S3 landing -> bronze Delta (landing loader: list, manifest, stream + parse + validate, stage, commit)",
                 load.rows_per_second,
                 "rows/s",
                 "raw floor: download + gunzip + pyarrow read_json + write_deltalake",
@@ -170,7 +176,8 @@ def dlt_clickstream_load(events: int = 1_000_000, workers: int = 4) -> Benchmark
         notes=[
             "objects made by lakehouse.synthetic (one gzipped JSON-lines object per day and generator call)",
             "baseline runs first, on the same objects, with the same number of fetch/parse threads",
-            "dlt_noop_run_seconds: a second dlt run over the same, already loaded objects (list + skip, no load)",
+            "dlt_noop_run_seconds: a second run over the same, already loaded objects (list + manifest lookup)",
+            "the name predates the landing loader's move off dlt (kept so results stay comparable)",
         ],
     )
 
@@ -235,6 +242,34 @@ def _silver_complete(settings: Settings, table: str = "orders") -> tuple[int, in
     return int(row[0]) if row else 0, silver
 
 
+@dataclass(frozen=True)
+class PreparedLake:
+    """What `prepare_lake` did: the starter data, the ingestion runs and how far CDC got."""
+
+    starter_counts: dict[str, int]
+    ingest: list[Materialization]
+    postgres_orders: int
+    silver_orders: int
+
+
+def prepare_lake(settings: Settings, window: DemoWindow, log: Path) -> PreparedLake:
+    """The demo's starter data set over `window` in every source, then the ingestion selection
+    materialized via the Dagster CLI exactly like `lakehouse demo` (repeated for the CDC groups while
+    silver `orders` is behind PostgreSQL), so the dbt models have every source they read."""
+    from lakehouse.demo import DEMO_SEED
+    from lakehouse.synthetic.entities import generate_starter
+    from orchestration.selection import ingestion_selection
+
+    starter = generate_starter(settings, seed=DEMO_SEED, start_date=window.start, days=window.days)
+    ingest = [_materialize(settings, log, ingestion_selection())]
+    source_rows, silver_rows = _silver_complete(settings)
+    while silver_rows < source_rows and len(ingest) < 5:  # CDC still catching up: ingest what arrived since
+        time.sleep(5)
+        ingest.append(_materialize(settings, log, "group:cdc_bronze or group:silver"))
+        source_rows, silver_rows = _silver_complete(settings)
+    return PreparedLake(dict(starter.counts), ingest, source_rows, silver_rows)
+
+
 def backfill_30_partitions(days: int = 30, budget_seconds: float = 1500.0) -> BenchmarkResult:
     """dbt assets over 30 daily partitions: one single-run backfill vs 30 runs vs one partition.
 
@@ -242,9 +277,8 @@ def backfill_30_partitions(days: int = 30, budget_seconds: float = 1500.0) -> Be
     (the repo's dagster.yaml), as the demo does. The separate runs stop once `budget_seconds` is
     spent; the rest is then extrapolated from the mean of the runs done (said so in the figure).
     """
-    from lakehouse.demo import DEMO_SEED, DemoWindow, default_window
-    from lakehouse.synthetic.entities import generate_starter
-    from orchestration.selection import ingestion_selection, partitioned_selection
+    from lakehouse.demo import DemoWindow, default_window
+    from orchestration.selection import partitioned_selection
 
     started = time.perf_counter()
     load_before = _load_average()
@@ -256,13 +290,7 @@ def backfill_30_partitions(days: int = 30, budget_seconds: float = 1500.0) -> Be
     with private_stack() as settings:  # every service: CDC and all dlt sources feed the dbt models
         log = settings.state_path / "logs" / "bench-backfill.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        starter = generate_starter(settings, seed=DEMO_SEED, start_date=window.start, days=window.days)
-        ingest = [_materialize(settings, log, ingestion_selection())]
-        source_rows, silver_rows = _silver_complete(settings)
-        while silver_rows < source_rows and len(ingest) < 5:  # CDC still catching up: ingest what arrived since
-            time.sleep(5)
-            ingest.append(_materialize(settings, log, "group:cdc_bronze or group:silver"))
-            source_rows, silver_rows = _silver_complete(settings)
+        lake = prepare_lake(settings, window, log)
         # untimed first run: creates every table and warms caches, so the three cases all start warm
         warmup = _materialize(settings, log, dbt, "--partition", last)
         single = _materialize(settings, log, dbt, "--partition-range", f"{first}...{last}")
@@ -317,10 +345,10 @@ def backfill_30_partitions(days: int = 30, budget_seconds: float = 1500.0) -> Be
                     "extrapolated": extrapolated,
                     "process_seconds": [round(m.seconds, 2) for m in separate],
                     "run_seconds_in_dagster": [round(m.run_seconds, 2) for m in separate],
-                    "ingest_seconds": [round(m.seconds, 2) for m in ingest],
-                    "silver_orders": silver_rows,
-                    "postgres_orders": source_rows,
-                    "starter_counts": starter.counts,
+                    "ingest_seconds": [round(m.seconds, 2) for m in lake.ingest],
+                    "silver_orders": lake.silver_orders,
+                    "postgres_orders": lake.postgres_orders,
+                    "starter_counts": lake.starter_counts,
                     "load_average_after": _load_average(),
                 },
             ),
@@ -332,5 +360,156 @@ def backfill_30_partitions(days: int = 30, budget_seconds: float = 1500.0) -> Be
             " run_seconds_in_dagster is the run's own start -> end from the instance",
             "an untimed one-partition run first creates the tables, so all three cases start warm",
             "each run rebuilds its window plus the 2-day lookback (docs/transformation.md)",
+        ],
+    )
+
+
+# ---------------------------------------------------------------------------- one big landing object
+
+#: What the landing loader did before it streamed: the whole object read, decompressed and parsed
+#: in memory (`body.read()`, whole-payload gunzip, `pyarrow.json.read_json` over all of it), then
+#: written to Delta. Run in its own process so its peak RSS is its own.
+_WHOLE_FILE_LOADER = """
+import json, resource, sys, time, zlib
+import boto3, pyarrow as pa, pyarrow.compute as pc
+from deltalake import write_deltalake
+from ingestion.dlt_sources.landing_parse import parse_clickstream
+from lakehouse.settings import Settings
+settings = Settings()
+key = sys.argv[1]
+started = time.perf_counter()
+client = boto3.client("s3", **settings.boto3_kwargs())
+body = client.get_object(Bucket=settings.landing_bucket, Key=key)["Body"].read()
+parsed = parse_clickstream(body, key, "baseline")  # one block: the whole decompressed object
+del body
+write_deltalake(settings.lake_uri("bench", "whole_file"), parsed.rows, partition_by=["event_date"],
+                storage_options=settings.delta_storage_options)
+print(json.dumps({"rows": parsed.row_count, "seconds": time.perf_counter() - started,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+#: The production loader, unchanged, in its own process.
+_STREAMING_LOADER = """
+import json, resource, time
+from ingestion.dlt_sources import load_landing
+from lakehouse.settings import Settings
+started = time.perf_counter()
+report = load_landing(Settings(), kind="clickstream")
+print(json.dumps({"rows": report.rows, "quarantined": report.quarantined, "seconds": time.perf_counter() - started,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+_IDLE_PROCESS = """
+import json, resource
+import boto3, pyarrow, deltalake
+from ingestion.dlt_sources import load_landing
+print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def _child(settings: Settings, code: str, *args: str) -> dict[str, float]:
+    """Run `code` in a fresh interpreter with the stack's settings; its JSON line, or the failure."""
+    from lakehouse.settings import child_env
+
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env=child_env(settings),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+        return {"failed": float(result.returncode), "error": " | ".join(tail)}  # type: ignore[dict-item]
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def write_big_clickstream_object(path: Path, min_bytes: int) -> tuple[int, int]:
+    """A gzipped JSON-lines object of at least `min_bytes` uncompressed (streamed to disk).
+
+    Events of one day plus 5% late events of the day before, ~230 bytes each. Returns
+    (events, uncompressed bytes).
+    """
+    import gzip
+
+    events = written = 0
+    day = dt.date(2026, 11, 20)
+    with gzip.open(path, "wb", compresslevel=1) as out:
+        while written < min_bytes:
+            lines = []
+            for i in range(events, events + 100_000):
+                event_day = day - dt.timedelta(days=1) if i % 20 == 0 else day  # 5% late events
+                stamp = f"{event_day}T{i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z"
+                lines.append(
+                    f'{{"event_id":"ev-{i:012d}","event_type":"page_view","event_ts":"{stamp}",'
+                    f'"session_id":"s-{i // 5:010d}","customer_id":{i % 100_000},"product_id":{i % 5_000},'
+                    f'"order_id":null,"page_url":"https://shop.example/products/{i % 5_000}?ref=home",'
+                    f'"referrer":null,"campaign_id":null,"device":"mobile"}}\n'
+                )
+            chunk = "".join(lines).encode()
+            out.write(chunk)
+            written += len(chunk)
+            events += len(lines)
+    return events, written
+
+
+def landing_big_object(min_bytes: int = 1_100_000_000) -> BenchmarkResult:
+    """One clickstream object of >= 1 GB uncompressed: peak RSS and rows/s of the streaming landing
+    loader vs the whole-file path it replaced, each in its own process."""
+    started = time.perf_counter()
+    load_before = _load_average()
+    with private_stack(services=["s3"]) as settings:
+        from lakehouse.stack.resources import s3_client
+
+        local = settings.state_path / "big-object.json.gz"
+        generate_seconds, (events, raw_bytes) = timed(lambda: write_big_clickstream_object(local, min_bytes))
+        key = "clickstream/dt=2026-11-20/events-big.json.gz"
+        s3_client(settings).upload_file(str(local), settings.landing_bucket, key)
+        gzip_bytes = local.stat().st_size
+        local.unlink()
+        idle = _child(settings, _IDLE_PROCESS)
+        streaming = _child(settings, _STREAMING_LOADER)
+        baseline = _child(settings, _WHOLE_FILE_LOADER, key)
+    if "failed" in streaming or streaming.get("rows") != events or streaming.get("quarantined"):
+        raise AssertionError(f"the streaming load did not load every event: {streaming=} {events=}")
+    baseline_ok = "failed" not in baseline and baseline.get("rows") == events
+    details = {
+        "events": events,
+        "uncompressed_mb": round(raw_bytes / 1e6),
+        "gzip_mb": round(gzip_bytes / 1e6),
+        "streaming": streaming,
+        "whole_file": baseline,
+        "idle_process_after_imports_mb": idle.get("peak_rss_mb"),
+        "generate_seconds": round(generate_seconds, 1),
+        "load_average_before": load_before,
+        "load_average_after": _load_average(),
+    }
+    return BenchmarkResult(
+        "landing_big_object",
+        [
+            Figure(
+                f"peak RSS of the streaming landing loader, one {raw_bytes / 1e9:.2f} GB object",
+                streaming["peak_rss_mb"],
+                "MB",
+                "whole-file path (read + gunzip + parse the object in memory, then write)",
+                baseline["peak_rss_mb"] if baseline_ok else None,
+                target="<= 500 MB",
+                met=streaming["peak_rss_mb"] <= 500,
+                details=details,
+            ),
+            Figure(
+                "throughput of the streaming landing loader (list, fetch, parse, stage, commit, manifest)",
+                events / streaming["seconds"],
+                "rows/s",
+                "whole-file path",
+                events / baseline["seconds"] if baseline_ok else None,
+            ),
+        ],
+        time.perf_counter() - started,
+        notes=[
+            "each loader runs in a fresh Python process; peak RSS = ru_maxrss of that process (imports included)",
+            "the whole-file path runs second, on the same object, into another table",
+            "if the whole-file baseline fails (out of memory), its error is in details.whole_file",
         ],
     )

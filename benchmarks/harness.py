@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from lakehouse.settings import Settings
-from lakehouse.stack import LocalStack
-from lakehouse.stack.process import free_port
 
 RESULTS_DIR = Path(__file__).parent / "results"
+#: `Figure.details` keys of raw series the report (benchmarks/report.py) plots: every latency sample
+#: in seconds, and [seconds since start, changes committed] per commit.
+LATENCY_SAMPLES_KEY = "latency_samples_s"
+THROUGHPUT_TIMELINE_KEY = "throughput_timeline"
 
 
 @dataclass
@@ -62,6 +64,9 @@ def machine() -> dict[str, Any]:
 @contextmanager
 def private_stack(name_prefix: str = "bench-lakehouse", services: list[str] | None = None) -> Iterator[Settings]:
     """An embedded stack on free ports with its own state directory, purged afterwards."""
+    from lakehouse.stack import LocalStack  # here, so reading results (benchmarks.report) needs no stack
+    from lakehouse.stack.process import free_port
+
     state = Path(tempfile.mkdtemp(prefix="lakehouse-bench-"))
     settings = Settings(
         _env_file=None,

@@ -5,7 +5,7 @@ with from_orders as (
     select
         order_date,
         count(*) as orders,
-        sum(order_total) as gross_revenue
+        sum(order_total_usd) as gross_revenue
     from {{ ref('fct_orders') }}
     where counts_as_revenue
     group by order_date

@@ -24,6 +24,7 @@ class LandingObject:
     key: str
     etag: str
     last_modified: datetime
+    size: int = 0
 
     @classmethod
     def from_listing(cls, entry: Mapping[str, Any]) -> LandingObject:
@@ -31,7 +32,7 @@ class LandingObject:
         modified = entry["LastModified"]
         if modified.tzinfo is None:
             modified = modified.replace(tzinfo=UTC)
-        return cls(str(entry["Key"]), str(entry["ETag"]).strip('"'), modified)
+        return cls(str(entry["Key"]), str(entry["ETag"]).strip('"'), modified, int(entry.get("Size", 0)))
 
 
 @dataclass

@@ -15,16 +15,24 @@ from rich.console import Console
 
 from lakehouse.settings import get_settings
 
-cdc_app = typer.Typer(help="Change data capture: Debezium publisher and the exactly-once Delta sink.")
+cdc_app = typer.Typer(
+    help="Change data capture: Debezium publisher (to Kafka or Kinesis) and the exactly-once Delta sink."
+)
 console = Console()
 
+#: named points of a sink batch where tests inject a crash (`--crash-at`) or a pause (`--pause-at`)
 CRASH_POINTS = (
     "bronze-commit:before",
     "bronze-commit:after",
     "silver-merge:start",
     "history-merge:start",
     "kafka-commit:before",
+    "catch-up:table",
 )
+#: `lakehouse cdc sink` exit codes: 1 = the run failed (an error, nothing more was applied);
+#: 3 = the run applied what it could but a table is stopped (see the message and docs/cdc.md)
+EXIT_FAILED = 1
+EXIT_TABLE_STOPPED = 3
 
 
 def _stop_on_signals() -> threading.Event:
@@ -74,17 +82,32 @@ def sink(
         str | None, typer.Option(hidden=True, help="Testing: SIGKILL this process at a named point.")
     ] = None,
     crash_delay: Annotated[float, typer.Option(hidden=True)] = 0.0,
+    pause_at: Annotated[
+        str | None, typer.Option(hidden=True, help="Testing: pause once at a named point (see --pause-seconds).")
+    ] = None,
+    pause_seconds: Annotated[float, typer.Option(hidden=True)] = 5.0,
 ) -> None:
-    """Apply the CDC topics to bronze, silver and history Delta tables (exactly once)."""
-    from ingestion.cdc.config import SinkConfig
-    from ingestion.cdc.sink import CdcSink, KafkaFatalError, OffsetOutOfRange, SinkReport
+    """Apply the CDC topics to bronze, silver and history Delta tables (exactly once).
 
-    if crash_at is not None and crash_at not in CRASH_POINTS:
-        raise typer.BadParameter(f"--crash-at must be one of {', '.join(CRASH_POINTS)}")
+    Exit codes: 0 everything applied; 3 a table is stopped (the others were applied); 1 the run failed.
+    """
+    from ingestion.cdc.config import SinkConfig
+    from ingestion.cdc.sink import CdcSink, KafkaFatalError, OffsetOutOfRange, SinkReport, TablesStopped
+    from ingestion.cdc.transport import TransportUnavailable
+
+    for option, value in (("--crash-at", crash_at), ("--pause-at", pause_at)):
+        if value is not None and value not in CRASH_POINTS:
+            raise typer.BadParameter(f"{option} must be one of {', '.join(CRASH_POINTS)}")
+    paused: set[str] = set()
 
     def checkpoint(point: str) -> None:
+        if point == pause_at and point not in paused:
+            paused.add(point)
+            print(f"paused at {point} ({threading.current_thread().name})", flush=True)
+            time.sleep(pause_seconds)
         if point != crash_at:
             return
+        print(f"crash at {point} ({threading.current_thread().name})", flush=True)
         if crash_delay:
             threading.Timer(crash_delay, os.kill, (os.getpid(), signal.SIGKILL)).start()
         else:
@@ -103,11 +126,18 @@ def sink(
 
             try:
                 cdc_sink.follow(stop, tables=table, on_batch=show)
-            except (OffsetOutOfRange, KafkaFatalError) as exc:
-                console.print(f"[red]sink stopped:[/] {exc}")
-                raise typer.Exit(1) from None
+            except (OffsetOutOfRange, TablesStopped) as exc:
+                console.print(f"[red]every table is stopped:[/] {exc}")
+                raise typer.Exit(EXIT_TABLE_STOPPED) from None
+            except KafkaFatalError as exc:
+                console.print(f"[red]sink failed:[/] {exc}")
+                raise typer.Exit(EXIT_FAILED) from None
             return
-        report = cdc_sink.run_once(tables=table)
+        try:
+            report = cdc_sink.run_once(tables=table)
+        except (KafkaFatalError, TransportUnavailable, TimeoutError) as exc:
+            console.print(f"[red]sink failed:[/] {exc}")
+            raise typer.Exit(EXIT_FAILED) from None
     summary = {
         name: {
             "changes": t.changes,
@@ -130,7 +160,7 @@ def sink(
         )
     )
     if any(t.error for t in report.tables.values()):
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_TABLE_STOPPED)
 
 
 @cdc_app.command()
@@ -170,3 +200,30 @@ def drop_slot() -> None:
     from ingestion.cdc.publisher import drop_slot as drop
 
     console.print("dropped" if drop(get_settings()) else "no slot to drop")
+
+
+@cdc_app.command()
+def topics(
+    tail: Annotated[str | None, typer.Option("--tail", help="Print the last records of this topic.")] = None,
+    count: Annotated[
+        int, typer.Option("--count", "-n", min=1, max=10_000, help="Records per partition for --tail.")
+    ] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output for scripts.")] = False,
+) -> None:
+    """The CDC topics: partitions, log start and end, the lake's stored positions, the sink's group
+    offsets and lag; `--tail TOPIC` prints a topic's last records (the embedded stack's console)."""
+    from lakehouse.status_commands import print_tail, print_topics, topics_rows
+
+    settings = get_settings()
+    try:
+        if tail is not None:
+            print_tail(console, settings, tail, count, as_json)
+            return
+        rows = topics_rows(settings)
+    except (ValueError, NotImplementedError, TimeoutError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print_topics(console, rows)

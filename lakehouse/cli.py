@@ -1,123 +1,83 @@
-"""`lakehouse`: the one command people use (stack, synthetic data, demo, queries, CDC)."""
+"""`lakehouse`: the one command people use (stack, synthetic data, demo, queries, CDC).
+
+Core commands (`cdc ...`, `query`, `docs`) run wherever the package is installed, including the production
+image. The local tooling's commands (`up`, `down`, `status`, `demo`, `api`, `generate`, `simulate`,
+`stack ...`) come from `lakehouse.stack.commands` and need the optional `local` extra; without it
+they are still listed and say how to get them.
+"""
 
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import json
 import sys
 from enum import StrEnum
 from typing import Annotated
 
 import typer
+from packaging.requirements import Requirement
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from lakehouse.cdc_commands import cdc_app
 from lakehouse.settings import get_settings
-from lakehouse.stack import LocalStack, ServiceStatus, StackError
 
-app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
-stack_app = typer.Typer(help="Lower-level stack commands.", no_args_is_help=True)
-app.add_typer(stack_app, name="stack")
+DISTRIBUTION = "ecommerce-lakehouse"
+LOCAL_EXTRA = "local"
+#: Top-level commands `lakehouse.stack.commands.register` adds (a unit test keeps the two in step).
+LOCAL_COMMANDS = ("up", "down", "restart", "status", "demo", "api", "stack", "generate", "simulate")
+LOCAL_EXTRA_HINT = (
+    "install the `local` extra: `pip install 'ecommerce-lakehouse[local]'` or `uv sync --extra local` "
+    "(`make install` does); the production image ships the core commands only (cdc, query, docs)"
+)
 
 console = Console()
 err_console = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
-def _print_status(statuses: list[ServiceStatus]) -> None:
-    table = Table("service", "address", "state", "pid", "health", title="lakehouse local stack")
-    for st in statuses:
-        colour = "green" if st.healthy else ("yellow" if st.state == "stopped" else "red")
-        table.add_row(st.name, st.address, f"[{colour}]{st.state}[/]", str(st.pid or "-"), st.health)
-    console.print(table)
-
-
-ServicesOption = Annotated[list[str] | None, typer.Option("--service", "-s", help="Only this service (repeatable).")]
-
-
-@app.command()
-def up(services: ServicesOption = None) -> None:
-    """Start the embedded stack (idempotent; restarts dead services) and wait until it answers."""
+def missing_local_extra() -> list[str]:
+    """Requirements of the `local` extra that are not installed (empty: the tooling can run)."""
     try:
-        statuses = LocalStack(get_settings(), services).up(log=console.print)
-    except StackError as exc:
-        raise _fail(str(exc)) from None
-    _print_status(statuses)
-    if not all(s.healthy for s in statuses):
-        raise typer.Exit(1)
+        requirements = importlib.metadata.requires(DISTRIBUTION) or []
+    except importlib.metadata.PackageNotFoundError:
+        return [DISTRIBUTION]
+    missing = []
+    for line in requirements:
+        requirement = Requirement(line)
+        if requirement.marker is None or not requirement.marker.evaluate({"extra": LOCAL_EXTRA}):
+            continue
+        if requirement.marker.evaluate({"extra": ""}):
+            continue  # a core requirement that merely carries a marker
+        try:
+            importlib.metadata.distribution(requirement.name)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(requirement.name)
+    return missing
 
 
-@app.command()
-def down(
-    purge: Annotated[bool, typer.Option("--purge", help="Also delete all local state.")] = False,
+def docs(
+    port: Annotated[int, typer.Option(help="Port of the docs site (on LAKEHOUSE_HOST, 127.0.0.1 by default).")] = 8580,
+    serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the site after generating it.")] = True,
 ) -> None:
-    """Stop every process `up` started (and nothing else)."""
-    LocalStack(get_settings()).down(purge=purge, log=console.print)
-
-
-@app.command()
-def status() -> None:
-    """Show each service, its address and health; exits 1 unless all are healthy."""
-    statuses = LocalStack(get_settings()).status()
-    _print_status(statuses)
-    if not all(s.healthy for s in statuses):
-        raise typer.Exit(1)
-
-
-@app.command()
-def demo(
-    no_ui: Annotated[bool, typer.Option("--no-ui", help="Build everything headless, then exit 0.")] = False,
-) -> None:
-    """Start the stack, generate data, materialize the whole asset graph, then serve the Dagster UI."""
-    from lakehouse.demo import DemoError, run_demo
-
-    try:
-        run_demo(get_settings(), ui=not no_ui, log=console.print)
-    except (DemoError, StackError) as exc:
-        raise _fail(str(exc)) from None
-
-
-@stack_app.command("init-resources")
-def init_resources() -> None:
-    """Create buckets, DynamoDB tables and the shop's PostgreSQL schema (used by docker-compose)."""
-    from lakehouse.stack.resources import ensure_resources
-    from lakehouse.synthetic.schema import ensure_schema
+    """Generate dbt's documentation (models, columns, lineage, the warehouse's catalog) and serve it."""
+    from lakehouse.dbt_docs import DocsError, generate_docs, serve_docs
 
     settings = get_settings()
-    created = ensure_resources(settings)
-    console.print("created: " + (", ".join(created) if created else "nothing (all present)"))
-    # Debezium's publication needs the captured tables to exist before the connector registers
-    console.print("PostgreSQL schema: " + ("created" if ensure_schema(settings) else "already current"))
-
-
-@app.command()
-def api(
-    host: Annotated[str | None, typer.Option(help="Bind address (default: LAKEHOUSE_HOST).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default: LAKEHOUSE_API_PORT).")] = None,
-) -> None:
-    """Serve the synthetic data API (OpenAPI docs at /docs)."""
-    import uvicorn
-
-    from lakehouse.synthetic.api import create_app
-
-    settings = get_settings()
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.host,
-        port=port or settings.api_port,
-        log_level="info",
-    )
-
-
-from lakehouse.cdc_commands import cdc_app  # noqa: E402
-from lakehouse.synthetic.commands import register as _register_synthetic_commands  # noqa: E402
-
-app.add_typer(cdc_app, name="cdc")
-_register_synthetic_commands(app)
+    try:
+        site = generate_docs(settings)
+        console.print(f"dbt docs generated in {site} (single file: {site / 'static_index.html'})")
+        if serve:
+            console.print(f"serving on http://{settings.host}:{port} (Ctrl-C stops)")
+            serve_docs(settings, port).wait()
+    except (DocsError, ValueError) as exc:
+        raise _fail(str(exc)) from None
 
 
 class OutputFormat(StrEnum):
@@ -126,7 +86,6 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
-@app.command()
 def query(
     sql: Annotated[
         str, typer.Argument(help="SQL over marts (e.g. fct_orders), silver.<table>, bronze.<source>_<table>.")
@@ -153,6 +112,45 @@ def query(
             table.add_row(*("" if v is None else str(v) for v in row))
         console.print(table)
         console.print(f"{len(result.rows)} row(s)", style="dim")
+
+
+def _register_unavailable(app: typer.Typer, missing: list[str]) -> None:
+    """Local commands without the extra: listed in --help, and a clear error instead of a traceback."""
+    for name in LOCAL_COMMANDS:
+
+        def unavailable(ctx: typer.Context, _name: str = name) -> None:
+            raise _fail(
+                f"`lakehouse {_name}` is part of the local tooling, which this installation lacks "
+                f"(missing: {', '.join(missing)}). To use it, {LOCAL_EXTRA_HINT}.",
+                code=2,
+            )
+
+        app.command(
+            name,
+            help="Local tooling command: needs the `local` extra.",
+            context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+            add_help_option=False,
+        )(unavailable)
+
+
+def build_app(local_tooling: bool | None = None) -> typer.Typer:
+    """The CLI; `local_tooling=None` adds the tooling's commands when the `local` extra is installed."""
+    cli = typer.Typer(help=__doc__.split("\n\n")[0], no_args_is_help=True, add_completion=False)
+    missing = missing_local_extra() if local_tooling is None else ([] if local_tooling else ["local extra"])
+    if missing:
+        _register_unavailable(cli, missing)
+    else:
+        # the one place core reaches into the tooling (import-linter contract in pyproject.toml)
+        from lakehouse.stack.commands import register
+
+        register(cli)
+    cli.add_typer(cdc_app, name="cdc")
+    cli.command()(query)
+    cli.command()(docs)
+    return cli
+
+
+app = build_app()
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """`lakehouse demo`: the whole lakehouse on this machine, from nothing to a green asset graph.
 
-1. start the embedded stack (S3/DynamoDB emulator, Kafka, PostgreSQL, synthetic API, Debezium);
+1. start the embedded stack (S3/DynamoDB emulator, Kafka, PostgreSQL, synthetic API, Debezium); with
+   LAKEHOUSE_S3_ENDPOINT_URL set, the emulator is that external endpoint, checked but not started;
 2. generate a starter data set in every source (only if PostgreSQL is still empty);
 3. materialize the ingestion assets (CDC sink, dlt loaders), then every daily partition of the dbt
    models over the generated window as ONE run (single-run backfill), then Delta maintenance —
@@ -12,19 +13,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
+from lakehouse.aws import s3_client
 from lakehouse.dagster_instance import REPO_ROOT, dagster_env
 from lakehouse.settings import Settings, child_env
 from lakehouse.stack import LocalStack
-from lakehouse.stack.resources import s3_client
 
 Log = Callable[[str], None]
 DEFINITIONS_MODULE = "orchestration.definitions"
@@ -51,6 +54,26 @@ def default_window(today: dt.date | None = None) -> DemoWindow:
     """The 30 days ending yesterday (UTC): complete days only, so every partition is final."""
     today = today or dt.datetime.now(dt.UTC).date()
     return DemoWindow(today - dt.timedelta(days=DEMO_DAYS), DEMO_DAYS)
+
+
+def _window_file(settings: Settings) -> Path:
+    return settings.state_path / "demo_window.json"
+
+
+def record_window(settings: Settings, window: DemoWindow) -> None:
+    path = _window_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"start": window.start.isoformat(), "days": window.days}))
+
+
+def recorded_window(settings: Settings) -> DemoWindow:
+    """The window the last `lakehouse demo` built; checks read it rather than recomputing
+    default_window(), which moves at midnight UTC while the lake stays as built."""
+    path = _window_file(settings)
+    if not path.exists():
+        return default_window()
+    recorded = json.loads(path.read_text())
+    return DemoWindow(dt.date.fromisoformat(recorded["start"]), int(recorded["days"]))
 
 
 def _orders_exist(settings: Settings) -> bool:
@@ -122,6 +145,7 @@ def materialize_everything(settings: Settings, window: DemoWindow, log: Log) -> 
 
 def run_demo(settings: Settings, ui: bool, log: Log = print) -> None:
     window = default_window()
+    record_window(settings, window)
     stack = LocalStack(settings)
     stack.up(log=log)
     generate_starter_data(settings, window, log)

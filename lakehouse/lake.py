@@ -15,8 +15,8 @@ import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
+from lakehouse.aws import s3_client
 from lakehouse.settings import OLTP_TABLES, Settings
-from lakehouse.stack.resources import s3_client
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -52,7 +52,8 @@ def _catalogue() -> tuple[LakeTable, ...]:
     tables.append(LakeTable(("bronze", "cdc", "_dead_letters"), "cdc"))
     tables += [LakeTable(("bronze", "dynamodb", t), "dlt_dynamodb") for t in ("carts", "sessions", "reviews")]
     tables += [
-        LakeTable(("bronze", "landing", t), "dlt_landing") for t in ("clickstream", "partner_feeds", "_quarantine")
+        LakeTable(("bronze", "landing", t), "dlt_landing")
+        for t in ("clickstream", "partner_feeds", "_quarantine", "_objects")
     ]
     tables += [LakeTable(("bronze", "marketing", t), "dlt_marketing") for t in ("campaigns", "ad_spend")]
     return tuple(tables)

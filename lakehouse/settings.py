@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["local", "prod"]
+Emulator = Literal["moto", "localstack"]
 
 #: Tables of the OLTP schema, in foreign-key order (parents first). Captured by CDC.
 OLTP_TABLES: tuple[str, ...] = (
@@ -30,6 +31,21 @@ OLTP_TABLES: tuple[str, ...] = (
 )
 #: DynamoDB tables (logical names; the physical name carries `dynamodb_table_prefix`).
 DYNAMODB_TABLES: tuple[str, ...] = ("carts", "sessions", "reviews")
+
+#: the shortest window Dagster accepts in a time-window freshness policy
+MIN_FRESHNESS_HOURS = 1 / 60
+#: Freshness policy per layer: (warn after hours, fail after hours) without a new materialization.
+#: CDC layers follow the sink (minutes in steady state); DynamoDB loads every 30 minutes and the
+#: marketing API hourly; landing objects arrive through the day; the marts are built daily.
+DEFAULT_FRESHNESS_HOURS: dict[str, tuple[float, float]] = {
+    "bronze_cdc": (1.0, 6.0),
+    "silver": (1.0, 6.0),
+    "history": (2.0, 12.0),
+    "bronze_dynamodb": (1.0, 3.0),
+    "bronze_landing": (6.0, 26.0),
+    "bronze_marketing": (2.0, 6.0),
+    "marts": (26.0, 50.0),
+}
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{1,40}[a-z0-9]$")
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -62,6 +78,14 @@ class Settings(BaseSettings):
     )
     aws_access_key_id: str | None = None
     aws_secret_access_key: SecretStr | None = None
+    #: which emulator `lakehouse up` runs on s3_port when no s3_endpoint_url is set (docs/emulators.md)
+    emulator: Emulator = "moto"
+    localstack_home: Path = Field(
+        default=Path(".venv-localstack"), description="LocalStack's own environment (installed when missing)."
+    )
+    localstack_python: str | None = Field(
+        default=None, description="Python >= 3.13 for LocalStack; found on PATH or under ~/.pyenv when unset."
+    )
     name_prefix: str = Field(default="ecom-lakehouse", description="Prefix of bucket, topic-free AWS resource names.")
 
     # --- PostgreSQL (OLTP source) ---
@@ -73,12 +97,27 @@ class Settings(BaseSettings):
     marketing_schema: str = "marketing"
 
     # --- Kafka / CDC ---
+    #: where Debezium's records travel: Kafka topics (one per table) or one Kinesis Data Streams
+    #: stream for all tables (the smallest fixed cost on AWS); locally the S3 emulator serves Kinesis
+    cdc_transport: Literal["kafka", "kinesis"] = "kafka"
+    cdc_kinesis_stream: str | None = Field(default=None, description="Defaults to <name_prefix>-cdc.")
+    cdc_kinesis_shards: int = Field(default=1, ge=1, le=64)
     kafka_bootstrap_servers: str | None = None
     #: PLAINTEXT locally; SASL_SSL uses MSK IAM authentication (AWS)
     kafka_security_protocol: Literal["PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     cdc_topic_prefix: str = "ecom"
     cdc_slot_name: str = "lakehouse_cdc"
     cdc_publication_name: str = "lakehouse_cdc"
+    #: Debezium `publication.autocreate.mode`: `filtered` where the role owns the tables (local
+    #: stack), `disabled` in prod, where the DBA creates the publication (docs/deploy.md)
+    cdc_publication_autocreate_mode: Literal["filtered", "disabled", "all_tables", "no_tables"] = "filtered"
+    #: where the embedded publisher keeps Debezium's offsets: a file in the state dir, or a
+    #: PostgreSQL table through this JDBC URL (prod: the Dagster database, so a new task resumes)
+    cdc_offsets_jdbc_url: str | None = None
+    cdc_offsets_jdbc_user: str | None = None
+    cdc_offsets_jdbc_password: SecretStr | None = None
+    #: an always-on `cdc sink --follow` service applies CDC (prod): the sink sensor starts stopped
+    cdc_sink_service: bool = False
     cdc_tables: list[str] = Field(default_factory=lambda: list(OLTP_TABLES))
     cdc_topic_partitions: int = Field(default=1, ge=1, le=64)
     #: silver tables partitioned by a date column: table -> (column, "day" | "month")
@@ -99,6 +138,47 @@ class Settings(BaseSettings):
     delta_target_file_size: int = Field(default=128 * 1024 * 1024, ge=1024 * 1024)
     cdc_tombstone_retention_hours: int = Field(default=168, ge=1, description="Silver keeps deleted keys this long.")
 
+    # --- batch ingestion data quality (asset checks of the bronze dlt/landing assets) ---
+    #: an object whose share of quarantined lines is above this fails the landing quarantine check
+    landing_max_quarantine_rate: float = Field(default=0.05, ge=0.0, le=1.0)
+    #: rows holding a value in a dlt variant column (a changed type) allowed before the check fails
+    bronze_max_variant_rows: int = Field(default=0, ge=0)
+
+    # --- operations: notifications, freshness, lag thresholds (docs/operations.md) ---
+    #: Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat...): `{"text": ...}` posts
+    alert_slack_webhook_url: SecretStr | None = None
+    #: a generic JSON webhook: each notification POSTed as one JSON object (docs/operations.md)
+    alert_webhook_url: SecretStr | None = None
+    #: an SNS topic (Terraform creates `<name_prefix>-alerts` in prod; e-mail subscription optional)
+    alert_sns_topic_arn: str | None = None
+    #: seconds one channel may take before it counts as failing (logged, never fails a run)
+    alert_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    #: the Dagster UI as people reach it (links in notifications); locally http://<host>:<dagster port>
+    dagster_ui_url: str | None = None
+    #: Dagster freshness policies per layer: layer -> (warn hours, fail hours); layers are
+    #: bronze_cdc, bronze_dynamodb, bronze_landing, bronze_marketing, silver, history, marts.
+    #: Set only the layers to change, e.g. LAKEHOUSE_FRESHNESS_HOURS='{"silver": [0.5, 2]}'
+    freshness_hours: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    #: how often the lake-health sensor evaluates the lag checks (each pass reads Postgres, the
+    #: stream and a few Delta logs)
+    health_check_interval_seconds: int = Field(default=300, ge=10)
+    #: how often the alert sensor reads Dagster's events (runs, checks, freshness, ticks)
+    alert_sensor_interval_seconds: int = Field(default=30, ge=5)
+    #: replication slot: WAL retained for the slot beyond which its check fails (pinned WAL fills
+    #: the OLTP database's disk)
+    slot_max_retained_wal_bytes: int = Field(default=1024**3, ge=0)
+    #: CDC: records in a topic partition / Kinesis shard not yet in the lake
+    cdc_max_consumer_lag: int = Field(default=10_000, ge=0)
+    #: CDC: dead letters of a table within `alert_rate_window_minutes`
+    cdc_max_dead_letters: int = Field(default=0, ge=0)
+    #: CDC: minutes the newest change in silver may be old while newer changes wait in the stream
+    cdc_max_change_age_minutes: float = Field(default=30.0, gt=0)
+    #: landing: objects the sensor has not loaded yet, and how many minutes the oldest may wait
+    landing_max_waiting_objects: int = Field(default=500, ge=0)
+    landing_max_wait_minutes: float = Field(default=60.0, gt=0)
+    #: window of the dead-letter rate
+    alert_rate_window_minutes: int = Field(default=60, ge=1)
+
     # --- DuckDB / dbt ---
     dbt_target: str | None = Field(default=None, description="Defaults to local or athena by environment.")
     athena_workgroup: str | None = None
@@ -106,6 +186,8 @@ class Settings(BaseSettings):
     # --- AWS compute (prod) ---
     emr_application_id: str | None = Field(default=None, description="EMR Serverless application for heavy jobs.")
     emr_job_role_arn: str | None = None
+    #: prod: task role of delta_maintenance runs (ECS task-role override; may vacuum bronze/cdc)
+    maintenance_task_role_arn: str | None = None
 
     @field_validator("name_prefix")
     @classmethod
@@ -136,11 +218,68 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL without query or fragment")
         return value or None
 
+    @field_validator("cdc_kinesis_stream")
+    @classmethod
+    def _valid_stream_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-zA-Z0-9_.-]{1,128}", value):
+            raise ValueError("must be 1-128 letters, digits, '_', '.' or '-' (a Kinesis stream name)")
+        return value
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _valid_endpoint_url(cls, value: str | None) -> str | None:
+        if value and not re.fullmatch(r"https?://[^\s/?#]+/?", value):
+            raise ValueError("must be an http(s) URL of a host and port, e.g. http://127.0.0.1:4566")
+        return value or None  # an empty variable means "not set"
+
     @field_validator("cdc_topic_prefix")
     @classmethod
     def _valid_topic_prefix(cls, value: str) -> str:
         if not re.fullmatch(r"[a-z][a-z0-9_-]{0,40}", value):
             raise ValueError("must be lowercase letters, digits, '_' or '-'")
+        return value
+
+    @field_validator("cdc_offsets_jdbc_url")
+    @classmethod
+    def _valid_jdbc_url(cls, value: str | None) -> str | None:
+        if value and not re.fullmatch(r"jdbc:postgresql://[^\s/?#]+/[a-z_][a-z0-9_]*(\?[^\s#]*)?", value):
+            raise ValueError("must be jdbc:postgresql://host[:port]/database[?params]")
+        return value or None
+
+    @field_validator("alert_slack_webhook_url", "alert_webhook_url")
+    @classmethod
+    def _valid_webhook(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s#]*)?", value.get_secret_value()):
+            raise ValueError("must be an http(s) URL")
+        return value if value is not None and value.get_secret_value() else None
+
+    @field_validator("alert_sns_topic_arn")
+    @classmethod
+    def _valid_topic_arn(cls, value: str | None) -> str | None:
+        if value and not re.fullmatch(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}", value):
+            raise ValueError("must be an SNS topic ARN")
+        return value or None
+
+    @field_validator("dagster_ui_url")
+    @classmethod
+    def _valid_ui_url(cls, value: str | None) -> str | None:
+        if value and not re.fullmatch(r"https?://[^\s?#]+", value):
+            raise ValueError("must be an http(s) URL without query or fragment")
+        return value.rstrip("/") if value else None
+
+    @field_validator("freshness_hours")
+    @classmethod
+    def _valid_freshness(cls, value: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        unknown = set(value) - set(DEFAULT_FRESHNESS_HOURS)
+        if unknown:
+            raise ValueError(f"unknown layers {sorted(unknown)}; known: {', '.join(DEFAULT_FRESHNESS_HOURS)}")
+        for layer, (warn, fail) in value.items():
+            # Dagster's own limits for a time-window policy (else the code location fails to load)
+            if not MIN_FRESHNESS_HOURS <= warn < fail:
+                raise ValueError(
+                    f"{layer}: need 1 minute ({MIN_FRESHNESS_HOURS:.4f} h) <= warn hours < fail hours, "
+                    f"got {warn}, {fail}"
+                )
         return value
 
     @model_validator(mode="after")
@@ -163,11 +302,34 @@ class Settings(BaseSettings):
         return self.state_dir.expanduser().resolve()
 
     @property
+    def localstack_path(self) -> Path:
+        return self.localstack_home.expanduser().resolve()
+
+    @property
+    def s3_endpoint_is_external(self) -> bool:
+        """True when `s3_endpoint_url` names the S3/DynamoDB endpoint: the local stack starts no emulator."""
+        return bool(self.s3_endpoint_url)
+
+    @property
     def s3_endpoint(self) -> str | None:
         """Endpoint for S3/DynamoDB/Glue clients; None means real AWS."""
         if self.s3_endpoint_url:
             return self.s3_endpoint_url
         return f"http://{self.host}:{self.s3_port}" if self.is_local else None
+
+    @property
+    def kinesis_stream(self) -> str:
+        """The Kinesis stream carrying the CDC records of every table (cdc_transport=kinesis)."""
+        return self.cdc_kinesis_stream or f"{self.name_prefix}-cdc"
+
+    @property
+    def dagster_ui(self) -> str:
+        """Base URL of the Dagster UI for links in notifications."""
+        return self.dagster_ui_url or f"http://{self.host}:{self.dagster_port}"
+
+    def freshness_window(self, layer: str) -> tuple[float, float]:
+        """(warn hours, fail hours) of a layer: the setting, else the default."""
+        return self.freshness_hours.get(layer, DEFAULT_FRESHNESS_HOURS[layer])
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -301,6 +463,7 @@ class Settings(BaseSettings):
                 value = getattr(self, name).get_secret_value()
             env[f"LAKEHOUSE_{name.upper()}"] = json.dumps(value) if isinstance(value, dict | list) else str(value)
         env["LAKEHOUSE_STATE_DIR"] = str(self.state_path)
+        env["LAKEHOUSE_LOCALSTACK_HOME"] = str(self.localstack_path)
         return env
 
 

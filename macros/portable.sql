@@ -34,6 +34,21 @@
 {%- endmacro %}
 
 
+
+{#- dlt's `_dlt_load_id` (the load's start as Unix seconds in text, '1772000000.123456') -> UTC
+    timestamp: when the lake received the row (a merge rewrites it on every upsert of the row). -#}
+{% macro dlt_load_time(column) -%}
+  {{ return(adapter.dispatch('dlt_load_time', 'ecommerce_lakehouse')(column)) }}
+{%- endmacro %}
+
+{% macro default__dlt_load_time(column) -%}
+  timezone('UTC', to_timestamp(cast({{ column }} as double)))
+{%- endmacro %}
+
+{% macro athena__dlt_load_time(column) -%}
+  cast(from_unixtime(cast({{ column }} as double)) at time zone 'UTC' as timestamp(6))
+{%- endmacro %}
+
 {#- Array of JSON objects (text) -> one row per element: `json_array_rows(relation, key columns,
     json column, {field: sql type})` selects the keys, `position` (1-based) and the fields. -#}
 {% macro json_array_rows(relation, keys, json_column, fields) -%}
@@ -70,6 +85,42 @@
   ) with ordinality as elements ({% for name in fields %}{{ name }}, {% endfor %}position)
 {%- endmacro %}
 
+
+
+{#- One row per element of an array column: `list_rows(relation, key columns, array column,
+    alias)` selects the keys and the element as `alias`; no row for an empty or null array. -#}
+{% macro list_rows(relation, keys, list_column, alias) -%}
+  {{ return(adapter.dispatch('list_rows', 'ecommerce_lakehouse')(relation, keys, list_column, alias)) }}
+{%- endmacro %}
+
+{% macro default__list_rows(relation, keys, list_column, alias) -%}
+  select
+      {% for key in keys %}{{ key }}, {% endfor %}
+      unnest({{ list_column }}) as {{ alias }}
+  from {{ relation }}
+{%- endmacro %}
+
+{% macro athena__list_rows(relation, keys, list_column, alias) -%}
+  select
+      {% for key in keys %}source.{{ key }}, {% endfor %}
+      items.{{ alias }}
+  from {{ relation }} as source
+  cross join unnest(source.{{ list_column }}) as items ({{ alias }})
+{%- endmacro %}
+
+
+{#- A date `days` days later (earlier when negative). -#}
+{% macro add_days(date_expr, days) -%}
+  {{ return(adapter.dispatch('add_days', 'ecommerce_lakehouse')(date_expr, days)) }}
+{%- endmacro %}
+
+{% macro default__add_days(date_expr, days) -%}
+  cast({{ date_expr }} + to_days(cast({{ days }} as integer)) as date)
+{%- endmacro %}
+
+{% macro athena__add_days(date_expr, days) -%}
+  date_add('day', {{ days }}, {{ date_expr }})
+{%- endmacro %}
 
 {#- UTC calendar date of a UTC timestamp. -#}
 {% macro utc_date(timestamp_expr) -%}
@@ -138,4 +189,41 @@
 {#- A date literal both engines accept. -#}
 {% macro date_literal(value) -%}
   date '{{ value }}'
+{%- endmacro %}
+
+
+
+{#- Join condition: the rate row `rates` (int_currency_rates) that applies to an amount in
+    `currency_expr` on day `date_expr`. -#}
+{% macro rate_applies(rates, currency_expr, date_expr) -%}
+  {{ rates }}.currency = {{ currency_expr }}
+  and {{ date_expr }} >= {{ rates }}.valid_from
+  and ({{ rates }}.valid_to is null or {{ date_expr }} < {{ rates }}.valid_to)
+{%- endmacro %}
+
+
+{#- An amount converted with a rate, to the cent (half away from zero on both engines). -#}
+{% macro to_usd(amount, rate) -%}
+  cast(round(({{ amount }}) * ({{ rate }}), 2) as decimal(12, 2))
+{%- endmacro %}
+
+
+
+{#- One row per day from `first_column` to `last_column` (inclusive) of each row of `relation`
+    (a one-row CTE of bounds), as `alias`; no row when a bound is null or first > last. -#}
+{% macro date_spine(relation, first_column, last_column, alias) -%}
+  {{ return(adapter.dispatch('date_spine', 'ecommerce_lakehouse')(relation, first_column, last_column, alias)) }}
+{%- endmacro %}
+
+{% macro default__date_spine(relation, first_column, last_column, alias) -%}
+  select cast(unnest(generate_series({{ first_column }}, {{ last_column }}, interval 1 day)) as date) as {{ alias }}
+  from {{ relation }}
+  where {{ first_column }} <= {{ last_column }}
+{%- endmacro %}
+
+{% macro athena__date_spine(relation, first_column, last_column, alias) -%}
+  select spine.{{ alias }}
+  from {{ relation }}
+  cross join unnest(sequence({{ first_column }}, {{ last_column }}, interval '1' day)) as spine ({{ alias }})
+  where {{ first_column }} <= {{ last_column }}
 {%- endmacro %}

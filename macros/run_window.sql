@@ -9,11 +9,12 @@
   Each incremental mart filters its rows with `in_window(<date column>)` and deletes the same days
   from itself before inserting (`replace_window(<date column>)` as pre-hook, append strategy): a
   run replaces exactly the days of its window, so re-running a partition is idempotent and rows
-  that disappeared upstream (deleted orders) disappear from the mart too. The order and campaign
-  marts use `in_window_or_restated` / `replace_window(<column>, restated=true)`: they also rebuild
-  the earlier days whose data changed inside the window (`int_restated_dates`: late status
-  changes, refunds, edits and deletes of old orders, restated ad spend), however old those days are.
-  Clickstream marts rely on the lookback (landing files arrive within a day or two).
+  that disappeared upstream (deleted orders) disappear from the mart too. Every daily mart also
+  rebuilds the earlier days whose data reached the lake inside the window, however old those days
+  are (`int_restated_dates`; `in_window_or_restated(<column>, kinds)` / `replace_window(<column>,
+  restated=kinds)`): order marts the days of late status changes, refunds, edits and deletes of
+  old orders ('orders'), the campaign mart those and restated or late ad spend ('ad_spend'), the
+  clickstream marts the days of landing files loaded late or corrected ('clickstream').
 -#}
 
 {% macro _parse_date_var(name) -%}
@@ -29,10 +30,14 @@
   {{ return(parsed) }}
 {%- endmacro %}
 
-{#- {'start': 'YYYY-MM-DD' or none, 'end': 'YYYY-MM-DD' or none} -#}
+{#- {'start': 'YYYY-MM-DD' or none, 'end': 'YYYY-MM-DD' or none}. A window starting at the first
+    partition (var first_partition_date, Dagster's first partition) has no start: that run also
+    rebuilds every earlier day, so data older than the partitions (orders placed before the lake's
+    first day) reaches the facts. -#}
 {% macro run_window() -%}
   {%- set min_date = _parse_date_var('min_date') -%}
   {%- set max_date = _parse_date_var('max_date') -%}
+  {%- set first_partition = _parse_date_var('first_partition_date') -%}
   {%- set lookback = var('lookback_days', 2) | int -%}
   {%- if lookback < 0 -%}
     {{ exceptions.raise_compiler_error("var 'lookback_days' must be >= 0, got " ~ lookback) }}
@@ -40,7 +45,11 @@
   {%- if min_date is not none and max_date is not none and min_date >= max_date -%}
     {{ exceptions.raise_compiler_error("min_date (" ~ min_date ~ ") must be before max_date (" ~ max_date ~ "): max_date is exclusive") }}
   {%- endif -%}
-  {%- set start = none if min_date is none else (min_date - modules.datetime.timedelta(days=lookback)).isoformat() -%}
+  {%- if min_date is none or (first_partition is not none and min_date <= first_partition) -%}
+    {%- set start = none -%}
+  {%- else -%}
+    {%- set start = (min_date - modules.datetime.timedelta(days=lookback)).isoformat() -%}
+  {%- endif -%}
   {%- set end = none if max_date is none else max_date.isoformat() -%}
   {{ return({'start': start, 'end': end}) }}
 {%- endmacro %}
@@ -61,15 +70,69 @@
   {%- if conditions -%}({{ conditions | join(' and ') }}){%- else -%}(1 = 1){%- endif -%}
 {%- endmacro %}
 
-{#- Predicate: `column` inside the run window, or one of the earlier days restated by it. -#}
-{% macro in_window_or_restated(column) -%}
-  ({{ in_window(column) }} or {{ column }} in (select restated_date from {{ ref('int_restated_dates') }}))
+{#- The earlier days that int_restated_dates lists for `kinds` ('orders', 'ad_spend',
+    'clickstream'), as YYYY-MM-DD strings. Read when the model runs (dbt compiles a node right
+    before running it, after int_restated_dates was rebuilt), so they reach the SQL as literals and
+    the date filters still prune partitions. Empty at parse time, in dbt unit tests and before
+    int_restated_dates exists. -#}
+{% macro restated_dates(kinds) -%}
+  {%- set restated = ref('int_restated_dates') -%}  {#- before any early return: the dependency -#}
+  {#- not executing, or a dbt unit test (the ref is a CTE there, its rows come as an input) -#}
+  {%- if not execute or restated.schema is none -%}{{ return([]) }}{%- endif -%}
+  {%- set relation = load_relation(restated) -%}
+  {%- if relation is none -%}{{ return([]) }}{%- endif -%}
+  {%- set query -%}
+    select distinct cast(restated_date as varchar) as restated_date
+    from {{ relation }}
+    where restated_for in ('{{ kinds | join("', '") }}')
+    order by 1
+  {%- endset -%}
+  {%- set days = [] -%}
+  {%- for value in run_query(query).columns[0].values() -%}
+    {%- do days.append(value | string) -%}
+  {%- endfor -%}
+  {{ return(days) }}
+{%- endmacro %}
+
+{#- Predicate: `column` inside the run window, or on one of the earlier days restated for `kinds`
+    (with `slack_days` around each of them and around the window, for inputs of rows that cross
+    midnight). -#}
+{% macro in_window_or_restated(column, kinds, slack_days=0) -%}
+  {%- set days = [] -%}
+  {%- for day in restated_dates(kinds) -%}
+    {%- for offset in range(-slack_days, slack_days + 1) -%}
+      {%- set shifted = (modules.datetime.date.fromisoformat(day[:10]) + modules.datetime.timedelta(days=offset)).isoformat() -%}
+      {%- if shifted not in days -%}{%- do days.append(shifted) -%}{%- endif -%}
+    {%- endfor -%}
+  {%- endfor -%}
+  {%- if days -%}
+    ({{ in_window(column, slack_days, slack_days) }} or {{ column }} in ({% for day in days | sort %}{{ date_literal(day) }}{{ ", " if not loop.last }}{% endfor %}))
+  {%- else -%}
+    {{ in_window(column, slack_days, slack_days) }}
+  {%- endif -%}
+{%- endmacro %}
+
+{#- Predicate: `column` on or after the earliest day the run rebuilds (its window's start or an
+    earlier restated day of `kinds`) minus `slack_days`, with no upper bound: for inputs of rows
+    that start inside the rebuilt days and may continue past them (sessions). -#}
+{% macro since_earliest_rebuilt_day(column, kinds, slack_days=0) -%}
+  {%- set window = run_window() -%}
+  {%- if window.start is none -%}
+    (1 = 1)
+  {%- else -%}
+    {%- set days = [window.start] -%}
+    {%- for day in restated_dates(kinds) -%}{%- do days.append(day[:10]) -%}{%- endfor -%}
+    {%- set earliest = days | min -%}
+    {%- set start = modules.datetime.date.fromisoformat(earliest) - modules.datetime.timedelta(days=slack_days) -%}
+    ({{ column }} >= {{ date_literal(start.isoformat()) }})
+  {%- endif -%}
 {%- endmacro %}
 
 {#- Pre-hook of the incremental marts: delete the days the run rebuilds before the new rows are
-    appended; `restated=true` for the marts that select with `in_window_or_restated`. -#}
-{% macro replace_window(column, restated=false) -%}
+    appended; `restated` = the kinds of restated days the mart rebuilds too (as it selects with
+    `in_window_or_restated`). -#}
+{% macro replace_window(column, restated=none) -%}
   {%- if execute and is_incremental() -%}
-    delete from {{ this }} where {{ in_window_or_restated(column) if restated else in_window(column) }}
+    delete from {{ this }} where {{ in_window_or_restated(column, restated) if restated else in_window(column) }}
   {%- endif -%}
 {%- endmacro %}

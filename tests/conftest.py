@@ -7,6 +7,7 @@ tables on the same running services.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +31,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
         if "e2e" in path.parts:
             item.add_marker(pytest.mark.e2e)
+        if "containers" in path.parts:
+            item.add_marker(pytest.mark.containers)
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +54,17 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest.fixture(scope="session")
 def local_stack(settings: Settings) -> Iterator[LocalStack]:
-    """The embedded stack, started once for the whole session and purged afterwards."""
+    """The embedded stack, started once for the whole session and purged afterwards; with
+    LAKEHOUSE_TEST_STACK=containers the same services from containers (tests/fixtures/containers.py)."""
+    kind = os.environ.get("LAKEHOUSE_TEST_STACK", "embedded")
+    if kind not in ("embedded", "containers"):
+        raise pytest.UsageError(f"LAKEHOUSE_TEST_STACK must be 'embedded' or 'containers', not {kind!r}")
+    if kind == "containers":
+        from tests.fixtures.containers import container_stack
+
+        with container_stack(settings) as containers:
+            yield containers  # type: ignore[misc]  # LocalStack's interface: up, down, status
+        return
     stack = LocalStack(settings)
     try:
         stack.up(log=lambda _msg: None)

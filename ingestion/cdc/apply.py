@@ -20,8 +20,16 @@ import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
 from ingestion.cdc.config import PartitionSpec
-from ingestion.cdc.decode import UNAVAILABLE
 from ingestion.cdc.lake import DeltaStore
+from ingestion.cdc.resolve import (
+    UNAVAILABLE_COLUMN,
+    UNAVAILABLE_TYPE,
+    Resolved,
+    StoredRows,
+    Truncation,
+    resolve,
+    with_unavailable,
+)
 from ingestion.cdc.schema import conform_table, widened_columns
 
 CDC_COLUMNS: list[pa.Field] = [
@@ -30,6 +38,8 @@ CDC_COLUMNS: list[pa.Field] = [
     pa.field("_cdc_source_ts", pa.timestamp("us", tz="UTC")),
     pa.field("_cdc_deleted", pa.bool_()),
     pa.field("_cdc_updated_at", pa.timestamp("us", tz="UTC")),
+    #: columns whose value is unknown (Debezium sent none and no earlier state had it): null in the row
+    pa.field("_cdc_unavailable", UNAVAILABLE_TYPE),
 ]
 HISTORY_COLUMNS: list[pa.Field] = [
     pa.field("_cdc_lsn", pa.int64()),
@@ -37,9 +47,13 @@ HISTORY_COLUMNS: list[pa.Field] = [
     pa.field("valid_from", pa.timestamp("us", tz="UTC")),
     pa.field("valid_to", pa.timestamp("us", tz="UTC")),
     pa.field("is_current", pa.bool_()),
+    pa.field("_cdc_unavailable", UNAVAILABLE_TYPE),
 ]
 PARTITION_COLUMN = "_cdc_partition"
-_NULL = "\x01__null__"
+#: Delta `txn` ids of a silver/history table recording the newest TRUNCATE applied to it (LSN and
+#: source time in microseconds): a change older than it that arrives later is truncated too.
+TRUNCATED_LSN_APP_ID = "lakehouse.cdc.truncated.lsn"
+TRUNCATED_TS_APP_ID = "lakehouse.cdc.truncated.ts_us"
 
 
 def _q(name: str) -> str:
@@ -72,30 +86,13 @@ class TableShape:
     def history_schema(self) -> pa.Schema:
         return pa.schema([*self.columns, *HISTORY_COLUMNS])
 
-    def resolved(self, name: str, type_: pa.DataType) -> str:
-        """Column value of a change: the before-image for deletes; for an unchanged TOAST
-        placeholder the before-image value (REPLICA IDENTITY FULL carries it) when present."""
+    def resolved(self, name: str) -> str:
+        """Column value of a resolved change (`resolve.py`): the before-image for deletes."""
         col = _q(name)
-        if pa.types.is_string(type_) or pa.types.is_large_string(type_):
-            return (
-                f"case when op = 'd' then before.{col} "
-                f"when after.{col} = {_lit(UNAVAILABLE)} and before.{col} is not null "
-                f"and before.{col} <> {_lit(UNAVAILABLE)} then before.{col} else after.{col} end"
-            )
-        return f"case when op = 'd' then before.{col} else after.{col} end"
+        return f"case when op in ('d', 't') then before.{col} else after.{col} end"
 
     def key_exprs(self) -> str:
         return ", ".join(f"coalesce(after.{_q(k)}, before.{_q(k)})" for k in self.key_columns)
-
-
-def _columns_with_placeholders(changes: pa.Table) -> set[str]:
-    """String columns whose `after` image carries an unchanged-TOAST placeholder in this batch."""
-    after = changes.column("after").combine_chunks()
-    found = set()
-    for index, field in enumerate(after.type):
-        if pa.types.is_string(field.type) and pc.any(pc.equal(after.field(index), UNAVAILABLE)).as_py():
-            found.add(field.name)
-    return found
 
 
 class Applier:
@@ -118,45 +115,59 @@ class Applier:
             for name in tables:
                 con.unregister(name)
 
+    # ---------------------------------------------------------------- resolving
+    def resolve(self, shape: TableShape, changes: pa.Table, table: DeltaTable | None, layer: Layer) -> Resolved:
+        """Complete the batch's images against what `table` (silver or history) stores (`resolve.py`)."""
+        truncated = _truncation(table)
+        if table is None:
+            return resolve(changes, shape.key_columns, truncated=truncated)
+        return resolve(changes, shape.key_columns, _stored_rows(table, shape, layer), truncated)
+
     # ---------------------------------------------------------------- silver
     def silver_rows(self, shape: TableShape, changes: pa.Table) -> pa.Table:
-        """Latest change per key (by LSN, then Kafka position), in silver's shape.
-
-        An unchanged-TOAST placeholder in the latest change takes the value of an earlier change of
-        the same key in this batch; if none carried one, the placeholder stays and the MERGE keeps
-        the stored value.
-        """
-        columns = []
-        with_placeholders = _columns_with_placeholders(changes)
-        for f in shape.columns:
-            value = shape.resolved(f.name, f.type)
-            if f.name in with_placeholders:
-                known = (
-                    f"last_value(case when ({value}) = {_lit(UNAVAILABLE)} then null "
-                    f"else coalesce({value}, {_lit(_NULL)}) end ignore nulls) over in_batch"
-                )
-                value = f"case when ({known}) is null then {_lit(UNAVAILABLE)} else nullif({known}, {_lit(_NULL)}) end"
-            columns.append(f"{value} as {_q(f.name)}")
-        cols = ",\n  ".join(columns)
+        """Latest change per key (by LSN, then Kafka position), in silver's shape (`changes` resolved)."""
+        changes = with_unavailable(changes)
+        cols = ",\n  ".join(f"{shape.resolved(f.name)} as {_q(f.name)}" for f in shape.columns)
         partition = ""
         if shape.partition:
-            source = _q(shape.partition.column)
-            image = f"case when op = 'd' then before.{source} else after.{source} end"
+            image = shape.resolved(shape.partition.column)
             partition = f",\n  substr(cast({image} as varchar), 1, {shape.partition.width}) as {PARTITION_COLUMN}"
         now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-        order = "lsn, kafka_partition, kafka_offset"
         sql = f"""
 select
   {cols},
-  lsn as _cdc_lsn, op as _cdc_op, source_ts as _cdc_source_ts, op = 'd' as _cdc_deleted,
-  timestamptz '{now}+00' as _cdc_updated_at{partition}
+  lsn as _cdc_lsn, op as _cdc_op, source_ts as _cdc_source_ts, op in ('d', 't') as _cdc_deleted,
+  timestamptz '{now}+00' as _cdc_updated_at, {UNAVAILABLE_COLUMN} as _cdc_unavailable{partition}
 from changes
-window in_batch as (
-  partition by {shape.key_exprs()} order by {order} rows between unbounded preceding and current row)
 qualify row_number() over (
   partition by {shape.key_exprs()} order by lsn desc, kafka_partition desc, kafka_offset desc) = 1
 """
         return conform_table(self._query(sql, changes=changes), shape.silver_schema())
+
+    def _prepare(
+        self,
+        uri: str,
+        shape: TableShape,
+        changes: pa.Table,
+        txns: Mapping[str, int],
+        table: DeltaTable | Literal["open"] | None,
+        layer: Literal["silver", "history"],
+    ) -> tuple[DeltaTable | None, pa.Table, dict[str, int], dict[str, int]]:
+        """What silver and history do alike before applying: open and evolve the target, resolve
+        the batch's missing values and TRUNCATEs; a batch left empty still commits its progress."""
+        if table == "open":
+            table = self.store.open(uri)
+        schema = shape.silver_schema() if layer == "silver" else shape.history_schema()
+        if table is not None:
+            table = self._evolve(table, schema, txns)
+        resolved = self.resolve(shape, changes, table, layer)
+        txns = {**txns, **_truncation_txns(resolved.truncation, table)}
+        outcome = {"unavailable": resolved.unknown_values} if resolved.unknown_values else {}
+        if resolved.changes.num_rows == 0 and table is not None:
+            self.store.append(
+                uri, table, pa.schema(table.schema().to_arrow()).empty_table(), txns, operation="progress"
+            )
+        return table, resolved.changes, txns, outcome
 
     def apply_silver(
         self,
@@ -167,14 +178,14 @@ qualify row_number() over (
         table: DeltaTable | Literal["open"] | None = "open",
     ) -> dict[str, int]:
         """MERGE the batch into silver (`table`: the target as the caller just opened it)."""
+        table, changes, txns, outcome = self._prepare(uri, shape, changes, txns, table, "silver")
+        if changes.num_rows == 0:
+            return outcome
         rows = self.silver_rows(shape, changes)
-        if table == "open":
-            table = self.store.open(uri)
         if table is None:
             partition_by = [PARTITION_COLUMN] if shape.partition else None
             self.store.append(uri, None, rows, txns, partition_by=partition_by, operation="silver-create")
-            return {"inserted": rows.num_rows, "updated": 0}
-        table = self._evolve(table, shape.silver_schema(), txns)
+            return {**outcome, "inserted": rows.num_rows, "updated": 0}
         predicate = " and ".join(f"t.{_q(k)} = s.{_q(k)}" for k in shape.key_columns)
         pruning = self._partition_filter(shape, changes, table)
         if pruning:
@@ -183,12 +194,8 @@ qualify row_number() over (
         updates = {}
         for f in rows.schema:
             name = _q(f.name)
-            if f.name not in existing:  # a new column: nothing stored to keep
-                updates[name] = f"s.{name}"
-            elif f.name == PARTITION_COLUMN:
+            if f.name == PARTITION_COLUMN and f.name in existing:
                 updates[name] = f"coalesce(s.{name}, t.{name})"
-            elif pa.types.is_string(f.type) and not f.name.startswith("_cdc_"):
-                updates[name] = f"case when s.{name} = {_lit(UNAVAILABLE)} then t.{name} else s.{name} end"
             else:
                 updates[name] = f"s.{name}"
         metrics = (
@@ -205,6 +212,7 @@ qualify row_number() over (
             .execute()
         )
         return {
+            **outcome,
             "inserted": int(metrics.get("num_target_rows_inserted", 0)),
             "updated": int(metrics.get("num_target_rows_updated", 0)),
         }
@@ -226,7 +234,7 @@ qualify row_number() over (
         after = changes.column("after").combine_chunks().field(col).to_pylist()
         before = changes.column("before").combine_chunks().field(col).to_pylist()
         for o, a, b in zip(op, after, before, strict=True):
-            images = [b] if o == "d" else ([a, b] if o == "u" else [a])
+            images = [b] if o in ("d", "t") else ([a, b] if o == "u" else [a])
             if any(v is None for v in images):
                 return None  # e.g. a key-only before-image: cannot prune safely
             values.update(str(v)[: shape.partition.width] for v in images)
@@ -249,15 +257,14 @@ qualify row_number() over (
         table: DeltaTable | Literal["open"] | None = "open",
     ) -> dict[str, int]:
         """Add the batch's versions to history and re-link the chains of its keys."""
-        if table == "open":
-            table = self.store.open(uri)
-        if table is not None:
-            table = self._evolve(table, shape.history_schema(), txns)
+        table, changes, txns, outcome = self._prepare(uri, shape, changes, txns, table, "history")
+        if changes.num_rows == 0:
+            return {**outcome, "versions": 0}
         existing = self._existing_history(table, shape, changes)
         rows = self.history_rows(shape, changes, existing)
         if table is None:
             self.store.append(uri, None, rows, txns, operation="history-create")
-            return {"versions": rows.num_rows}
+            return {**outcome, "versions": rows.num_rows}
         keys = " and ".join(f"t.{_q(k)} = s.{_q(k)}" for k in shape.key_columns)
         metrics = (
             table.merge(
@@ -275,7 +282,7 @@ qualify row_number() over (
             .when_not_matched_insert({_q(f.name): f"s.{_q(f.name)}" for f in rows.schema})
             .execute()
         )
-        return {"versions": int(metrics.get("num_target_rows_inserted", 0))}
+        return {**outcome, "versions": int(metrics.get("num_target_rows_inserted", 0))}
 
     def _existing_history(self, table: DeltaTable | None, shape: TableShape, changes: pa.Table) -> pa.Table:
         schema = shape.history_schema()
@@ -284,27 +291,16 @@ qualify row_number() over (
         return conform_table(_rows_of_batch_keys(table, shape, changes), schema)
 
     def history_rows(self, shape: TableShape, changes: pa.Table, existing: pa.Table) -> pa.Table:
-        """Version chain of every key in the batch: existing versions + new ones, re-linked."""
-        keys = [_q(k) for k in shape.key_columns]
-        key_list = ", ".join(keys)
-        new_cols = ",\n    ".join(f"{shape.resolved(f.name, f.type)} as {_q(f.name)}" for f in shape.columns)
-        filled = []
-        with_placeholders = _columns_with_placeholders(changes)
-        for f in shape.columns:
-            col = _q(f.name)
-            if f.name in with_placeholders:
-                # an unresolved TOAST placeholder inherits the previous version's value
-                filled.append(
-                    f"nullif(last_value(case when {col} = {_lit(UNAVAILABLE)} then null "
-                    f"else coalesce({col}, {_lit(_NULL)}) end ignore nulls) over w_fill, {_lit(_NULL)}) as {col}"
-                )
-            else:
-                filled.append(col)
+        """Version chain of every key in the batch: existing versions + new ones, re-linked
+        (`changes` resolved)."""
+        changes = with_unavailable(changes)
+        key_list = ", ".join(_q(k) for k in shape.key_columns)
+        new_cols = ",\n    ".join(f"{shape.resolved(f.name)} as {_q(f.name)}" for f in shape.columns)
         sql = f"""
 with new_versions as (
   select
     {new_cols},
-    lsn as _cdc_lsn, op as _cdc_op, source_ts as valid_from
+    lsn as _cdc_lsn, op as _cdc_op, source_ts as valid_from, {UNAVAILABLE_COLUMN} as _cdc_unavailable
   from changes
   qualify row_number() over (partition by {shape.key_exprs()}, lsn order by kafka_offset desc) = 1
 ),
@@ -312,16 +308,11 @@ combined as (
   select * exclude (valid_to, is_current) from existing
   union all by name
   select n.* from new_versions n anti join existing e using ({key_list}, _cdc_lsn)
-),
-filled as (
-  select {", ".join(filled)}, _cdc_lsn, _cdc_op, valid_from
-  from combined
-  window w_fill as (partition by {key_list} order by _cdc_lsn rows between unbounded preceding and current row)
 )
 select *,
   lead(valid_from) over w as valid_to,
-  lead(_cdc_lsn) over w is null and _cdc_op <> 'd' as is_current
-from filled
+  lead(_cdc_lsn) over w is null and _cdc_op not in ('d', 't') as is_current
+from combined
 window w as (partition by {key_list} order by _cdc_lsn)
 """
         return conform_table(self._query(sql, changes=changes, existing=existing), shape.history_schema())
@@ -337,6 +328,62 @@ window w as (partition by {key_list} order by _cdc_lsn)
             self.store.rewrite(table, merged, {})
             table.update_incremental()
         return table
+
+
+Layer = Literal["silver", "history"]
+
+
+def _truncation(table: DeltaTable | None) -> Truncation | None:
+    if table is None:
+        return None
+    lsn = table.transaction_version(TRUNCATED_LSN_APP_ID)
+    if lsn is None:
+        return None
+    return Truncation(lsn, table.transaction_version(TRUNCATED_TS_APP_ID) or 0)
+
+
+def _truncation_txns(truncation: Truncation | None, table: DeltaTable | None) -> dict[str, int]:
+    """The TRUNCATE watermark to record with this commit (only when it moved)."""
+    if truncation is None or truncation == _truncation(table):
+        return {}
+    return {TRUNCATED_LSN_APP_ID: truncation.lsn, TRUNCATED_TS_APP_ID: truncation.ts_us}
+
+
+def _stored_rows(table: DeltaTable, shape: TableShape, layer: Layer) -> StoredRows:
+    """What silver or history stores, as `resolve.StoredRows` (a `deleted` column added)."""
+    names = set(pa.schema(table.schema().to_arrow()).names)
+    columns = [c for c in [*shape.row_type.names, "_cdc_lsn", "_cdc_unavailable"] if c in names]
+    marker = "_cdc_deleted" if layer == "silver" else "_cdc_op"
+    read = [*columns, marker] if layer == "silver" else [*columns, marker, "is_current"]
+    first_key = shape.key_columns[0]
+
+    def scan(column: str, values: object) -> pa.Table:
+        dataset = table.to_pyarrow_dataset()
+        wanted = pa.array(values, dataset.schema.field(column).type)
+        data = dataset.to_table(columns=read, filter=pc.field(column).isin(wanted))
+        flag = data.column(marker)
+        deleted = flag if layer == "silver" else pc.is_in(flag, value_set=pa.array(["d", "t"]))
+        return data.append_column("deleted", pc.fill_null(deleted, False))
+
+    def of_keys(values: list[object]) -> pa.Table:
+        return scan(first_key, values)
+
+    def deleted_at(lsns: list[int]) -> pa.Table:
+        found = scan("_cdc_lsn", lsns)
+        return found.filter(found.column("deleted"))
+
+    def truncation_candidates(lsn: int) -> pa.Table:
+        dataset = table.to_pyarrow_dataset()
+        if layer == "silver":
+            live = dataset.to_table(columns=[first_key, "_cdc_deleted"])
+            keys = pc.unique(live.filter(pc.invert(live.column("_cdc_deleted"))).column(first_key))
+        else:  # history: whole chains of the keys live now or changed after the TRUNCATE
+            recent = dataset.to_table(columns=[first_key, "_cdc_lsn", "is_current"])
+            mask = pc.or_(recent.column("is_current"), pc.greater(recent.column("_cdc_lsn"), lsn))
+            keys = pc.unique(recent.filter(pc.fill_null(mask, False)).column(first_key))
+        return scan(first_key, keys) if len(keys) else scan(first_key, [])
+
+    return StoredRows(of_keys, deleted_at, truncation_candidates)
 
 
 def _rows_of_batch_keys(

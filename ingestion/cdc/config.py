@@ -70,6 +70,11 @@ class SinkConfig:
     compact_after_files: int = 48
     #: follow mode: how often history catches up with bronze (it competes with silver for I/O)
     follow_history_seconds: float = 5.0
+    #: "kafka": a topic per table; "kinesis": one stream (`kinesis_stream`) for all tables
+    transport: Literal["kafka", "kinesis"] = "kafka"
+    kinesis_stream: str = ""
+    #: boto3 client arguments (region, endpoint, credentials) for Kinesis
+    aws: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> SinkConfig:
@@ -85,6 +90,9 @@ class SinkConfig:
                 table: PartitionSpec(column, granularity)
                 for table, (column, granularity) in settings.cdc_partition_by.items()
             },
+            "transport": settings.cdc_transport,
+            "kinesis_stream": settings.kinesis_stream,
+            "aws": settings.boto3_kwargs(),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
@@ -128,6 +136,14 @@ class SinkConfig:
     def topic(self, table: str) -> str:
         return f"{self.topic_prefix}.{self.schema}.{table}"
 
-    def txn_app_id(self, topic: str, partition: int) -> str:
-        """Delta `txn` application id recording the last offset of one topic partition."""
-        return f"{self.sink_id}:{topic}:{partition}"
+    def source(self, table: str) -> str:
+        """What a table's positions are counted in: its Kafka topic, or `<stream>/<table>` on the
+        Kinesis stream shared by all tables (see `progress.py`)."""
+        if self.transport == "kinesis":
+            return f"{self.kinesis_stream}/{table}"
+        return self.topic(table)
+
+    def txn_app_id(self, source: str, partition: int) -> str:
+        """Delta `txn` application id recording the last offset of one partition of a source (a Kafka
+        topic, or `<stream>/<table>` on Kinesis: see `progress.py`)."""
+        return f"{self.sink_id}:{source}:{partition}"

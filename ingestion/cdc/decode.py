@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import orjson
@@ -19,11 +19,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from ingestion.cdc.resolve import UNAVAILABLE
 from ingestion.cdc.schema import UNTYPED, IncompatibleSchemaChange, conform_struct, merge_row_types
 
-#: Debezium's stand-in for an unchanged TOASTed column value.
-UNAVAILABLE = "__debezium_unavailable_value"
-OPS = ("c", "u", "d", "r")
+__all__ = ["UNAVAILABLE", "DeadLetter", "DecodedBatch", "Message", "bronze_schema", "decode"]
+
+#: c(reate), u(pdate), d(elete), r(ead: snapshot), t(runcate: no key, no images)
+OPS = ("c", "u", "d", "r", "t")
+#: How Debezium's JSON writes double precision NaN and infinities: as strings, since JSON numbers
+#: cannot hold them. In a number column they are read as float64 NaN/inf (never a type change).
+FLOAT_TOKENS = ("NaN", "Infinity", "-Infinity")
+_FLOAT_TOKEN_BYTES = tuple(f'"{t}"'.encode() for t in FLOAT_TOKENS)
+#: How Debezium writes numeric NaN/infinities with `decimal.handling.mode=string` (numeric columns
+#: stay strings; under a float64 column override they become float64 NaN/inf)
+NUMERIC_SPECIALS = {"NAN": "NaN", "POSITIVE_INFINITY": "Infinity", "NEGATIVE_INFINITY": "-Infinity"}
 
 SOURCE_TYPE = pa.struct(
     [
@@ -52,13 +61,16 @@ BRONZE_META_FIELDS: list[pa.Field] = [
 
 @dataclass(frozen=True)
 class Message:
-    """One Kafka record, detached from the client library."""
+    """One CDC record, detached from the client library: Kafka's topic, partition and offset, or
+    on Kinesis the Debezium topic it names, the shard's number and the table's own offset in it
+    (with the record's sequence number)."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
+    sequence: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,7 +119,11 @@ def decode(
     candidates = [m for m in messages if m.value is not None]
     if overrides:
         candidates = [_apply_overrides(m, overrides) for m in candidates]
-    parsed, candidates, bad = _parse(candidates, known_row_type, table)
+    floats: set[str] = set()
+    if any(token in (m.value or b"") for m in candidates for token in _FLOAT_TOKEN_BYTES):
+        floats = _float_columns(candidates, known_row_type, untyped, overrides or {})
+        candidates = [_numbers_as_text(m, floats) for m in candidates] if floats else candidates
+    parsed, candidates, bad = _parse(candidates, known_row_type, table, floats)
     dead += bad
     if parsed is None:
         row_type = known_row_type or pa.struct([])
@@ -126,7 +142,8 @@ def decode(
             [(f.name, pa.type_for_alias(overrides[f.name]) if f.name in overrides else f.type) for f in batch_type]
         )
     row_type = merge_row_types(table, known_row_type, batch_type, untyped)
-    key_columns, key_dead = _key_columns(candidates, known_keys)
+    ops = parsed.column("op").to_pylist()
+    key_columns, key_dead = _key_columns([m for m, op in zip(candidates, ops, strict=True) if op != "t"], known_keys)
     if key_dead:
         keep = pa.array([m not in key_dead for m in candidates])
         dead += [DeadLetter(m, why) for m, why in key_dead.items()]
@@ -160,6 +177,8 @@ def _apply_overrides(message: Message, overrides: dict[str, str]) -> Message:
                 continue
             if type_name == "string" and not isinstance(value, str):
                 image[column] = orjson.dumps(value).decode()
+            elif type_name == "float64" and isinstance(value, str) and value in (*FLOAT_TOKENS, *NUMERIC_SPECIALS):
+                image[column] = NUMERIC_SPECIALS.get(value, value)  # JSON has no NaN: read as a float token
             elif type_name in ("int64", "float64") and isinstance(value, str):
                 try:
                     image[column] = int(value) if type_name == "int64" else float(value)
@@ -167,15 +186,32 @@ def _apply_overrides(message: Message, overrides: dict[str, str]) -> Message:
                     return message  # not representable: stays incompatible, reported as such
             elif type_name == "bool" and isinstance(value, str) and value in ("true", "false"):
                 image[column] = value == "true"
-    return Message(message.topic, message.partition, message.offset, message.key, orjson.dumps(envelope))
+    return replace(message, value=orjson.dumps(envelope))
 
 
 def _parse(
-    messages: list[Message], known_row_type: pa.StructType | None, table: str
+    messages: list[Message],
+    known_row_type: pa.StructType | None,
+    table: str,
+    floats: frozenset[str] | set[str] = frozenset(),
 ) -> tuple[pa.Table | None, list[Message], list[DeadLetter]]:
+    """Parse the envelopes; `floats` are number columns whose values arrive as text (see `_float_columns`)."""
     if not messages:
         return None, [], []
-    pinned: dict[str, pa.DataType] = {}
+    if floats:
+        known_row_type = pa.struct(
+            [(f.name, pa.string() if f.name in floats else f.type) for f in (known_row_type or pa.struct([]))]
+        )
+    pinned: dict[str, pa.DataType] = dict.fromkeys(floats, pa.string())
+    parsed, good, dead = _parse_envelopes(messages, known_row_type, table, pinned)
+    if parsed is not None and floats:
+        parsed = _cast_fields(parsed, floats, pa.float64())
+    return parsed, good, dead
+
+
+def _parse_envelopes(
+    messages: list[Message], known_row_type: pa.StructType | None, table: str, pinned: dict[str, pa.DataType]
+) -> tuple[pa.Table | None, list[Message], list[DeadLetter]]:
     try:
         parsed = _read_json(messages, known_row_type, pinned)
         if parsed.num_rows == len(messages):
@@ -203,6 +239,83 @@ def _parse(
         return _read_json(good, None, pinned), good, dead
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise IncompatibleSchemaChange.within_batch(table, str(exc)) from exc
+
+
+def _float_columns(
+    messages: list[Message], known: pa.StructType | None, untyped: frozenset[str], overrides: dict[str, str]
+) -> set[str]:
+    """Number columns of this batch that carry a NaN/Infinity token (rare: a slow path).
+
+    A token is a float in a column that is numeric: known as int64/float64 (not merely untyped),
+    overridden to float64, or new and carrying JSON numbers in this batch. In a text column the
+    same strings are text and stay so.
+    """
+    kinds: dict[str, set[str]] = {}
+    for message in messages:
+        try:
+            envelope = orjson.loads(message.value or b"")
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(envelope, dict):
+            continue
+        for side in ("before", "after"):
+            image = envelope.get(side)
+            if not isinstance(image, dict):
+                continue
+            for column, value in image.items():
+                if isinstance(value, str):
+                    kind = "token" if value in FLOAT_TOKENS else "text"
+                elif isinstance(value, int | float) and not isinstance(value, bool):
+                    kind = "number"
+                else:
+                    kind = "null" if value is None else "other"
+                kinds.setdefault(column, set()).add(kind)
+    known_types = {f.name: f.type for f in known} if known is not None else {}
+    floats = set()
+    for column, seen in kinds.items():
+        if "token" not in seen or seen & {"text", "other"}:
+            continue
+        known_type = None if column in untyped else known_types.get(column)
+        numeric = known_type is not None and (pa.types.is_floating(known_type) or pa.types.is_integer(known_type))
+        if overrides.get(column) == "float64" or numeric or (known_type is None and "number" in seen):
+            floats.add(column)
+    return floats
+
+
+def _numbers_as_text(message: Message, columns: set[str]) -> Message:
+    """The message with the numbers of `columns` written as JSON strings (their exact text), so that
+    Arrow reads each column as text and one cast turns numbers and tokens into float64."""
+    try:
+        envelope = orjson.loads(message.value or b"")
+    except orjson.JSONDecodeError:
+        return message
+    if not isinstance(envelope, dict):
+        return message
+    changed = False
+    for side in ("before", "after"):
+        image = envelope.get(side)
+        if not isinstance(image, dict):
+            continue
+        for column in columns:
+            value = image.get(column)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                image[column] = repr(value)
+                changed = True
+    if not changed:
+        return message
+    return replace(message, value=orjson.dumps(envelope))
+
+
+def _cast_fields(parsed: pa.Table, columns: frozenset[str] | set[str], type_: pa.DataType) -> pa.Table:
+    """Cast fields of the before/after structs ('NaN', 'Infinity', '-Infinity' and numbers as text)."""
+    for side in ("before", "after"):
+        image = parsed.column(side).combine_chunks()
+        if pa.types.is_null(image.type):
+            continue
+        target = pa.struct([(f.name, type_ if f.name in columns else f.type) for f in image.type])
+        index = parsed.schema.get_field_index(side)
+        parsed = parsed.set_column(index, side, conform_struct(image, target))
+    return parsed
 
 
 def _read_json(
@@ -290,7 +403,7 @@ def _validate(parsed: pa.Table, schema: str, table: str) -> tuple[pa.BooleanArra
         ),
         (source.field("lsn").is_valid(), "envelope has no source.lsn"),
         (
-            pc.or_(pc.equal(op, "d"), after_valid),
+            pc.or_(pc.is_in(op, value_set=pa.array(["d", "t"])), after_valid),
             "change without an 'after' image",
         ),
         (pc.or_(pc.not_equal(op, "d"), before_valid), "delete without a 'before' image"),

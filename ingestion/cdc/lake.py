@@ -10,9 +10,10 @@ table is fenced the same way (`mode="error"`): a table created meanwhile by anot
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
@@ -20,7 +21,34 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 
 from ingestion.cdc.schema import conform_table
 
-__all__ = ["CommitFailedError", "DeltaStore"]
+__all__ = ["MAX_COMMIT_ATTEMPTS", "CommitFailedError", "CommitRetriesExhausted", "DeltaStore", "commit_fenced"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: how often a fenced commit that lost a race is decided again before giving up
+MAX_COMMIT_ATTEMPTS = 20
+
+
+class CommitRetriesExhausted(RuntimeError):
+    """Other writers kept committing to the table: every attempt lost the race."""
+
+
+def commit_fenced(what: str, attempt: Callable[[int], T], attempts: int = MAX_COMMIT_ATTEMPTS) -> T:
+    """Run `attempt(n)` until its commit lands; the one retry loop of every Delta writer here.
+
+    `attempt` must (re-)read what its commit depends on (the table version, the progress stored
+    in it) and then make fenced commits (`max_commit_retries=0`, see the module doc). A
+    `CommitFailedError` means another writer committed in between: nothing of this attempt was
+    written on top of it, so the next attempt reads again and decides again (often: nothing left
+    to do). Raises `CommitRetriesExhausted` after `attempts`.
+    """
+    for number in range(1, attempts + 1):
+        try:
+            return attempt(number)
+        except CommitFailedError:
+            log.info("%s raced with another writer (attempt %s of %s); reading again", what, number, attempts)
+    raise CommitRetriesExhausted(f"could not commit {what} in {attempts} attempts: other writers kept committing")
 
 
 #: Tables the sink creates checkpoint their log every 10 commits: the sink commits every few

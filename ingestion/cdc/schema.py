@@ -2,7 +2,7 @@
 
 New columns are added; `null` becomes any type; int64 widens to float64. Anything else (say a
 number column that starts carrying strings after `ALTER TYPE ... text`) is incompatible: the
-table stops with `IncompatibleSchemaChange` and its messages stay in Kafka.
+table stops with `IncompatibleSchemaChange` and its messages stay in the stream.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ class IncompatibleSchemaChange(Exception):
         self.table, self.column, self.old, self.new = table, column, old, new
         super().__init__(
             f"incompatible schema change in {table or 'table'}.{column}: {old} -> {new}. "
-            "The table is stopped and its messages stay in Kafka (nothing is lost); other tables keep "
-            "flowing. Decide how to represent the column: set LAKEHOUSE_CDC_COLUMN_TYPES "
+            "The table is stopped and its messages stay in the stream (nothing is lost within its retention); "
+            "other tables keep flowing. Decide how to represent the column: set LAKEHOUSE_CDC_COLUMN_TYPES "
             f'(e.g. {{"{table or "<table>"}.{column}": "string"}}) and run '
             f"`lakehouse cdc rebuild {table or '<table>'}` to rebuild it from the topic."
         )

@@ -9,6 +9,7 @@ asset check and by `lakehouse cdc verify`.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 
 import psycopg
@@ -54,13 +55,34 @@ class TableDiff:
         )
 
 
+#: PostgreSQL types rendered as floats on both sides (text forms differ: 'NaN' vs 'nan', '1e+20'...)
+FLOAT_TYPES = ("double precision", "real")
+
+
 def _pg_expr(column: str, data_type: str) -> sql.Composable:
     ident = sql.Identifier(column)
     if data_type == "timestamp with time zone":
         return sql.SQL("""to_char({} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')""").format(ident)
     if data_type == "boolean":
         return sql.SQL("case when {0} then 'true' when not {0} then 'false' end").format(ident)
+    if data_type == "character":
+        # char(n) keeps its padding in Debezium and silver; `::text` would strip it
+        return ident  # selected as is, psycopg returns the padded text
+    if data_type == "numeric":
+        # Debezium's spelling of numeric NaN and infinities (decimal.handling.mode=string)
+        return sql.SQL(
+            "case when {0} = 'NaN' then 'NAN' when {0} = 'Infinity' then 'POSITIVE_INFINITY' "
+            "when {0} = '-Infinity' then 'NEGATIVE_INFINITY' else {0}::text end"
+        ).format(ident)
     return sql.SQL("{}::text").format(ident)
+
+
+def _float_text(value: object) -> str | None:
+    """One text form of a float for both sides (PostgreSQL's text, or silver's float64)."""
+    if value is None:
+        return None
+    number = float(value)  # type: ignore[arg-type]
+    return "NaN" if math.isnan(number) else repr(number)
 
 
 def source_rows(settings: Settings, table: str) -> tuple[list[str], list[str], dict[tuple[str, ...], tuple]]:
@@ -89,6 +111,9 @@ def source_rows(settings: Settings, table: str) -> tuple[list[str], list[str], d
         )
         rows = conn.execute(query).fetchall()
     names = [c[0] for c in columns]
+    floats = [i for i, (_name, kind) in enumerate(columns) if kind in FLOAT_TYPES]
+    if floats:
+        rows = [tuple(_float_text(v) if i in floats else v for i, v in enumerate(r)) for r in rows]
     positions = [names.index(k) for k in keys]
     return names, keys, {tuple(r[p] for p in positions): tuple(r) for r in rows}
 
@@ -109,7 +134,12 @@ def silver_rows(settings: Settings, table: str, columns: list[str], keys: list[s
         raise SilverUnavailable(f"silver {table} lacks columns {missing_columns}")
     data = delta.to_pyarrow_dataset().to_table(columns=[*columns, "_cdc_deleted"])
     data = data.filter(pc.invert(data.column("_cdc_deleted")))
-    as_text = [pc.cast(data.column(c), pa.string()).to_pylist() for c in columns]
+    as_text = [
+        [_float_text(v) for v in data.column(c).to_pylist()]
+        if pa.types.is_floating(data.column(c).type)
+        else pc.cast(data.column(c), pa.string()).to_pylist()
+        for c in columns
+    ]
     positions = [columns.index(k) for k in keys]
     result: dict[tuple[str, ...], tuple] = {}
     for row in zip(*as_text, strict=True):

@@ -7,13 +7,12 @@ from dataclasses import dataclass
 
 from lakehouse.settings import Settings
 
-from .core import load_summary, make_pipeline, raise_on_failed, rows_by_table
-from .landing import landing_source
+from .landing import load_landing
 
 
 @dataclass(frozen=True)
 class LoadBenchmark:
-    """One timed clickstream load (wall clock of the whole dlt run: list, fetch, parse, write)."""
+    """One timed clickstream load (wall clock of the whole run: list, fetch, parse, write, commit)."""
 
     rows: int
     quarantined: int
@@ -25,22 +24,12 @@ class LoadBenchmark:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
 
 
-def benchmark_clickstream_load(
-    settings: Settings,
-    prefix: str | None = None,
-    pipeline_name: str = "bronze_landing_clickstream",
-    workers: int = 4,
-) -> LoadBenchmark:
-    """Load every not-yet-loaded clickstream object under `prefix` into bronze; rows/s of that run.
+def benchmark_clickstream_load(settings: Settings, prefix: str | None = None, workers: int = 2) -> LoadBenchmark:
+    """Load every clickstream object under `prefix` that bronze does not hold yet; rows/s of that run.
 
-    Uses the production pipeline by default (objects already loaded are skipped, exactly as in
-    production); pass another `pipeline_name` to benchmark without touching its state.
+    The production loader, unchanged: objects already loaded are skipped, exactly as in production.
     """
-    pipeline = make_pipeline(settings, pipeline_name, dataset="landing")
-    source = landing_source(settings, kind="clickstream", prefix=prefix, workers=workers)
     started = time.perf_counter()
-    raise_on_failed(pipeline.run(source))
+    report = load_landing(settings, kind="clickstream", prefix=prefix, workers=workers)
     seconds = time.perf_counter() - started
-    rows = rows_by_table(pipeline)
-    version = load_summary(settings, pipeline, ["clickstream"])["clickstream"].delta_version
-    return LoadBenchmark(rows.get("clickstream", 0), rows.get("_quarantine", 0), seconds, version)
+    return LoadBenchmark(report.rows, report.quarantined, seconds, report.delta_versions.get("clickstream"))

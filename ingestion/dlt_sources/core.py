@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 import dlt
@@ -24,14 +24,13 @@ Dataset = Literal["dynamodb", "landing", "marketing"]
 #: dataset (= source group) -> bronze tables written there (docs/architecture.md)
 BRONZE_TABLES: Final[dict[str, tuple[str, ...]]] = {
     "dynamodb": ("carts", "sessions", "reviews"),
-    "landing": ("clickstream", "partner_feeds", "_quarantine"),
+    # written by the landing loader (`landing.py`), not by a dlt pipeline
+    "landing": ("clickstream", "partner_feeds", "_quarantine", "_objects"),
     "marketing": ("campaigns", "ad_spend"),
 }
 #: One pipeline (= one dlt working dir and state) per source, so parallel runs never share state.
 PIPELINES: Final[dict[str, Dataset]] = {
     "bronze_dynamodb": "dynamodb",
-    "bronze_landing_clickstream": "landing",
-    "bronze_landing_partner_feeds": "landing",
     "bronze_marketing": "marketing",
 }
 _PIPELINE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -94,6 +93,20 @@ def disable_telemetry() -> None:
     dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
 
 
+# ------------------------------------------------------------------------------ schema contract
+#: The dlt schema contract of the DynamoDB and marketing sources, declared rather than implied:
+#: - tables evolve: each resource creates its own table on the first run (`freeze` would refuse
+#:   that) and `max_table_nesting=0` keeps nested data in JSON columns, so no other table appears;
+#: - columns evolve: DynamoDB items are schemaless and the API may add fields; a new attribute is
+#:   loaded as a new column (nothing dropped) and shows in the schema;
+#: - data_type evolve: a value of another type goes to a variant column `<column>__v_<type>`
+#:   instead of failing the load: with `freeze` dlt fails in normalize and leaves the package
+#:   pending, so every later run of the pipeline fails until someone aborts it by hand, and one bad
+#:   item would block all the others. Variant columns are never read by staging, so the asset
+#:   check `variant_columns` fails loudly (threshold `bronze_max_variant_rows`) naming the keys.
+SCHEMA_CONTRACT: Final[dict[str, Any]] = {"tables": "evolve", "columns": "evolve", "data_type": "evolve"}
+
+
 # ------------------------------------------------------------------------------ cursors
 def parse_iso(value: Any) -> dt.datetime:
     """An ISO-8601 timestamp (str or datetime) as an aware UTC datetime; naive values are UTC."""
@@ -123,13 +136,63 @@ def iso_max(values: Sequence[Any]) -> str:
     return canonical_iso(max(parse_iso(v) for v in values))
 
 
-def iso_second_floor(value: Any) -> str:
-    """`YYYY-MM-DDTHH:MM:SS` of a cursor: a lexicographic lower bound of every ISO string of that second.
+#: An incremental cursor never moves past the start of the read minus this margin. A read is not a
+#: snapshot and `updated_at` is not a commit time: a row written while a scan runs, or committed by
+#: a long transaction whose `now()` is its start, can carry a stamp older than rows already read;
+#: writers' clocks differ a little too. Re-reading the margin is harmless (merged on the key, and
+#: unchanged rows are skipped through `UpdatedAtCursor.seen`).
+CURSOR_SAFETY: Final = dt.timedelta(minutes=5)
 
-    Used for server-side string filters (DynamoDB) that cannot parse timestamps: any ISO string of
-    that second or later, whatever its precision or suffix, compares `>=` to it.
+
+@dataclass(frozen=True)
+class UpdatedAtCursor:
+    """Incremental position on an `updated_at` column, kept in dlt's resource state.
+
+    `since`: rows with `updated_at >= since` are read (canonical ISO-8601, None: everything).
+    `seen`: key -> `updated_at` of loaded rows at or after `since`; the next read returns them
+    again and skips those that did not change, so a rerun without changes loads nothing.
+
+    dlt's own `Incremental` cannot do this: its `lag` only works with the built-in `max`, and with
+    a custom last-value function (`iso_max`) it moves the cursor forward instead of back.
     """
-    return parse_iso(value).strftime("%Y-%m-%dT%H:%M:%S")
+
+    since: str | None = None
+    seen: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_state(cls, state: Any) -> UpdatedAtCursor:
+        if not state:
+            return cls()
+        return cls(state.get("since"), dict(state.get("seen") or {}))
+
+    def to_state(self) -> dict[str, Any]:
+        return {"since": self.since, "seen": dict(sorted(self.seen.items()))}
+
+    def wants(self, key: str, stamp: str) -> bool:
+        """Whether a row read now must be loaded: at or after the cursor and not loaded as is."""
+        return (self.since is None or stamp >= self.since) and self.seen.get(key) != stamp
+
+    def advance(
+        self, returned: dict[str, str], read_started: dt.datetime, safety: dt.timedelta = CURSOR_SAFETY
+    ) -> UpdatedAtCursor:
+        """The cursor after a read that returned `returned` (key -> canonical `updated_at`).
+
+        It moves to the newest `updated_at` seen, but never past `read_started - safety`: a row
+        stamped earlier but committed after the read is read by the next run.
+        """
+        if not returned:
+            return self
+        ceiling = canonical_iso(read_started - safety)
+        since = min(max(returned.values()), ceiling)
+        if self.since is not None:
+            since = max(since, self.since)  # never backwards: what is below was read already
+        seen = {key: stamp for key, stamp in {**self.seen, **returned}.items() if stamp >= since}
+        return UpdatedAtCursor(since, seen)
+
+    def forget(self, keys: Iterable[str]) -> UpdatedAtCursor:
+        """The cursor without `keys` in `seen` (deleted rows: a re-created one must load again)."""
+        gone = set(keys)
+        return UpdatedAtCursor(self.since, {k: v for k, v in self.seen.items() if k not in gone})
 
 
 # ------------------------------------------------------------------------------ run summary

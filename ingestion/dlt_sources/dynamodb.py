@@ -1,8 +1,10 @@
 """DynamoDB carts, sessions and reviews -> `bronze/dynamodb/<table>` (Delta, merged on the key).
 
-A DynamoDB scan always reads the whole table (read capacity is charged for every item scanned);
-the `updated_at >= cursor` FilterExpression only cuts what is sent back over the network and what
-dlt has to process. Segments of a parallel scan run in a small thread pool.
+A DynamoDB scan always reads the whole table (read capacity is charged for every item scanned).
+After the first load, the scan asks only for keys and `updated_at` (small responses, compared as
+instants in Python, whatever their format), the changed items are fetched with BatchGetItem, and
+the key list reconciles deletes: items deleted or past their TTL leave bronze. Segments of a
+parallel scan run in a small thread pool.
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final, cast
 
@@ -20,14 +22,17 @@ import boto3
 import dlt
 from boto3.dynamodb.types import Binary, TypeDeserializer
 from botocore.config import Config
+from botocore.exceptions import ClientError
+from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
 from dlt.common.schema.typing import TColumnSchema
 from dlt.extract.resource import DltResource
 from dlt.extract.source import DltSource
 
+from lakehouse.aws import DYNAMODB_KEYS
 from lakehouse.settings import DYNAMODB_TABLES, Settings
-from lakehouse.stack.resources import DYNAMODB_KEYS
 
-from .core import canonical_iso, iso_second_floor
+from .core import CURSOR_SAFETY, SCHEMA_CONTRACT, UpdatedAtCursor, bronze_table_uri, canonical_iso
 
 log = logging.getLogger(__name__)
 
@@ -73,51 +78,11 @@ COLUMNS: Final[dict[str, dict[str, TColumnSchema]]] = {
 
 _deserializer = TypeDeserializer()
 
-#: The next scan starts no later than this before the current scan started. A scan is not a
-#: snapshot: an item written while it runs may carry an `updated_at` older than items read after
-#: it, and writers' clocks differ a little. Re-reading that margin is harmless (merge on the key).
-CURSOR_SAFETY: Final = dt.timedelta(minutes=5)
-
-
-@dataclass(frozen=True)
-class ScanCursor:
-    """Incremental position of one table, kept in dlt's resource state (committed with the load).
-
-    `since`: items with `updated_at >= since` are read (canonical ISO-8601, None: everything).
-    `seen`: key -> `updated_at` of loaded items at or after `since`; the next scan returns them
-    again and skips those that did not change, so a rerun without changes loads nothing.
-    """
-
-    since: str | None = None
-    seen: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_state(cls, state: Any) -> ScanCursor:
-        if not state:
-            return cls()
-        return cls(state.get("since"), dict(state.get("seen") or {}))
-
-    def to_state(self) -> dict[str, Any]:
-        return {"since": self.since, "seen": dict(sorted(self.seen.items()))}
-
-    def advance(self, returned: dict[str, str], scan_started: dt.datetime, safety: dt.timedelta) -> ScanCursor:
-        """The cursor after a scan that returned `returned` (key -> canonical `updated_at`).
-
-        It moves to the newest `updated_at` seen, but never past `scan_started - safety`: an
-        item updated during the scan with an older timestamp is read by the next run.
-        """
-        if not returned:
-            return self
-        ceiling = canonical_iso(scan_started - safety)
-        since = min(max(returned.values()), ceiling)
-        if self.since is not None:
-            since = max(since, self.since)  # never backwards: what is below was read already
-        seen = {key: stamp for key, stamp in {**self.seen, **returned}.items() if stamp >= since}
-        return ScanCursor(since, seen)
-
 
 def columns(table: str) -> dict[str, TColumnSchema]:
-    return {name: cast(TColumnSchema, dict(column)) for name, column in COLUMNS[table].items()}
+    declared = {name: cast(TColumnSchema, dict(column)) for name, column in COLUMNS[table].items()}
+    # rows with `_deleted = true` delete their key (dlt hard delete) and are not stored
+    return declared | {"_deleted": cast(TColumnSchema, {"data_type": "bool", "hard_delete": True})}
 
 
 def plain(value: Any) -> Any:
@@ -196,8 +161,96 @@ def _client(settings: Settings) -> Any:
     return boto3.session.Session().client("dynamodb", config=config, **settings.boto3_kwargs())
 
 
+#: The column that marks a delete in a load (dlt's `hard_delete` hint): rows carrying it remove their
+#: key from bronze and are never stored, so bronze keeps only live items (always null in the table).
+DELETED: Final = "_deleted"
+#: Keys per BatchGetItem request (DynamoDB's limit).
+_BATCH_GET: Final = 100
+
+
+def ttl_attribute(client: Any, table: str) -> str | None:
+    """The table's TTL attribute when TTL is on; None when off or when the role may not ask."""
+    try:
+        description = client.describe_time_to_live(TableName=table).get("TimeToLiveDescription", {})
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("AccessDeniedException", "UnrecognizedClientException"):
+            log.warning(
+                "dynamodb %s: cannot read the TTL setting (%s): expired items leave bronze only once DynamoDB "
+                "removes them; grant dynamodb:DescribeTimeToLive",
+                table,
+                exc.response["Error"]["Code"],
+            )
+            return None
+        raise
+    if description.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
+        return str(description.get("AttributeName")) or None
+    return None
+
+
+def expired(item: Item, ttl: str | None, now_epoch: float) -> bool:
+    """Past its TTL: DynamoDB deletes such items within days but still returns them until then."""
+    if ttl is None:
+        return False
+    value = item.get(ttl)
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < now_epoch
+
+
+def _stamp(item: Item, key: str, table: str) -> str:
+    if item.get("updated_at") is None:
+        raise ValueError(f"DynamoDB item {item.get(key)!r} of {table} has no updated_at (contract)")
+    try:
+        return canonical_iso(item["updated_at"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"DynamoDB item {item.get(key)!r} of {table}: updated_at {item['updated_at']!r} is not ISO-8601 ({exc})"
+        ) from exc
+
+
+def batch_get(
+    client: Any, table: str, keys: Sequence[dict[str, Any]], threads: int = 4
+) -> Iterator[list[dict[str, Any]]]:
+    """Full items for `keys` (raw key attribute values), 100 per request, unprocessed keys retried."""
+
+    def fetch(chunk: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        request: dict[str, Any] = {table: {"Keys": list(chunk)}}
+        for attempt in range(12):
+            response = client.batch_get_item(RequestItems=request)
+            items += response.get("Responses", {}).get(table, [])
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                return items
+            time.sleep(min(2.0, 0.05 * 2**attempt))  # throttled: back off, then ask for the rest
+        raise RuntimeError(f"dynamodb {table}: BatchGetItem left keys unprocessed after 12 attempts")
+
+    chunks = [keys[i : i + _BATCH_GET] for i in range(0, len(keys), _BATCH_GET)]
+    if not chunks:
+        return
+    with ThreadPoolExecutor(max_workers=min(threads, len(chunks)), thread_name_prefix="ddb-get") as pool:
+        yield from pool.map(fetch, chunks)
+
+
+def bronze_keys(settings: Settings, logical: str, key: str) -> set[str]:
+    """Keys the bronze table holds now (empty when it does not exist yet)."""
+    uri = bronze_table_uri(settings, "dynamodb", logical)
+    try:
+        table = DeltaTable(uri, storage_options=settings.delta_storage_options)
+    except TableNotFoundError:
+        return set()
+    if key not in table.schema().to_arrow().names:
+        return set()
+    column = table.to_pyarrow_dataset().to_table(columns=[key])[key]
+    return {str(v) for v in column.to_pylist() if v is not None}
+
+
 def table_resource(settings: Settings, logical: str, segments: int = 4, page_size: int | None = None) -> DltResource:
-    """One DynamoDB table as an incremental, merged dlt resource (no network until extraction)."""
+    """One DynamoDB table as an incremental, merged dlt resource (no network until extraction).
+
+    First run: one full parallel scan. Later runs: a parallel scan of the keys and `updated_at`
+    only (`ProjectionExpression`), then `BatchGetItem` for the items that changed since the
+    cursor. The key list also gives the deletes: keys bronze holds that DynamoDB no longer has
+    (or that are past their TTL) are removed from bronze in the same load.
+    """
     if logical not in DYNAMODB_TABLES:
         raise ValueError(f"unknown DynamoDB table {logical!r}; known: {', '.join(DYNAMODB_TABLES)}")
     if page_size is not None and not 1 <= page_size <= 10_000:
@@ -207,37 +260,72 @@ def table_resource(settings: Settings, logical: str, segments: int = 4, page_siz
 
     def scan_items() -> Iterator[list[Item]]:
         state = dlt.current.resource_state()
-        cursor = ScanCursor.from_state(state.get("cursor"))
+        cursor = UpdatedAtCursor.from_state(state.get("cursor"))
+        client = _client(settings)
+        ttl = ttl_attribute(client, physical)
+        scan_started = dt.datetime.now(dt.UTC)
+        now_epoch = time.time()
         request: dict[str, Any] = {"TableName": physical}
         if page_size:
             request["Limit"] = page_size
-        if cursor.since is not None:
-            # ">=" on the second: the filter compares strings, so it must be a safe lower bound for
-            # any precision; `ScanCursor.wants` then compares exact instants.
-            request.update(
-                FilterExpression="#cursor >= :since",
-                ExpressionAttributeNames={"#cursor": "updated_at"},
-                ExpressionAttributeValues={":since": {"S": iso_second_floor(cursor.since)}},
-            )
-        scan_started = dt.datetime.now(dt.UTC)
-        client = _client(settings)
-        returned: dict[str, str] = {}
-        for page in parallel_scan(client.scan, request, segments):
-            wanted = []
-            for raw in page:
-                item = deserialize(raw)
-                if "updated_at" not in item:
-                    raise ValueError(f"DynamoDB item {item.get(key)!r} of {physical} has no updated_at (contract)")
-                stamp = canonical_iso(item["updated_at"])
-                if cursor.since is not None and stamp < cursor.since:
-                    continue
-                returned[str(item[key])] = stamp
-                if cursor.seen.get(str(item[key])) != stamp:
+        returned: dict[str, str] = {}  # live key -> canonical updated_at, at or after the cursor
+        live: set[str] = set()
+        loaded = 0
+        if cursor.since is None:
+            for page in parallel_scan(client.scan, request, segments):
+                wanted = []
+                for raw in page:
+                    item = deserialize(raw)
+                    stamp = _stamp(item, key, physical)
+                    if expired(item, ttl, now_epoch):
+                        continue
+                    name = str(item[key])
+                    live.add(name)
+                    returned[name] = stamp
                     wanted.append(item)
-            if wanted:
-                yield wanted
-        state["cursor"] = cursor.advance(returned, scan_started, CURSOR_SAFETY).to_state()
-        log.info("dynamodb %s: %d items at or after the cursor %s", physical, len(returned), cursor.since)
+                loaded += len(wanted)
+                if wanted:
+                    yield wanted
+        else:
+            names = {"#k": key, "#u": "updated_at"} | ({"#t": ttl} if ttl else {})
+            request.update(ProjectionExpression=", ".join(names), ExpressionAttributeNames=names)
+            changed: list[dict[str, Any]] = []
+            for page in parallel_scan(client.scan, request, segments):
+                for raw in page:
+                    item = deserialize(raw)
+                    stamp = _stamp(item, key, physical)
+                    if expired(item, ttl, now_epoch):
+                        continue
+                    name = str(item[key])
+                    live.add(name)
+                    if stamp >= cursor.since:
+                        returned[name] = stamp
+                    if cursor.wants(name, stamp):
+                        changed.append({key: raw[key]})
+            for page in batch_get(client, physical, changed, segments):
+                wanted = []
+                for raw in page:
+                    item = deserialize(raw)
+                    if expired(item, ttl, now_epoch):
+                        continue
+                    returned[str(item[key])] = _stamp(item, key, physical)  # what is loaded: as fetched
+                    wanted.append(item)
+                loaded += len(wanted)
+                if wanted:
+                    yield wanted
+        gone = sorted(bronze_keys(settings, logical, key) - live)
+        if gone:
+            deleted_at = canonical_iso(scan_started)
+            yield [{key: name, "updated_at": deleted_at, DELETED: True} for name in gone]
+        state["cursor"] = cursor.advance(returned, scan_started, CURSOR_SAFETY).forget(gone).to_state()
+        log.info(
+            "dynamodb %s: %d live item(s), %d loaded, %d deleted or expired (cursor %s)",
+            physical,
+            len(live),
+            loaded,
+            len(gone),
+            cursor.since,
+        )
 
     return dlt.resource(
         scan_items,
@@ -267,7 +355,7 @@ def dynamodb_source(
         raise ValueError(f"tables must be a non-empty subset of {', '.join(DYNAMODB_TABLES)}")
     resources = [table_resource(settings, t, segments, page_size) for t in tables]
 
-    @dlt.source(name="dynamodb", max_table_nesting=0)
+    @dlt.source(name="dynamodb", max_table_nesting=0, schema_contract=cast(Any, SCHEMA_CONTRACT))
     def dynamodb() -> list[DltResource]:
         return resources
 

@@ -13,9 +13,12 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import itertools
+import queue
 import re
+import threading
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Literal
@@ -57,6 +60,21 @@ def validate_key(kind: Kind, key: str) -> re.Match[str]:
     return match
 
 
+def follows_layout(kind: Kind, key: str) -> bool:
+    """Whether `key` is a loadable landing object key of `kind`."""
+    return isinstance(key, str) and KEY_PATTERNS[kind].match(key) is not None and ".." not in key
+
+
+def is_marker(kind: Kind, key: str, size: int) -> bool:
+    """An empty object off the layout (`_SUCCESS`, a folder placeholder): nothing to load or keep."""
+    return size == 0 and not follows_layout(kind, key)
+
+
+def off_layout_reason(kind: Kind, key: str) -> str:
+    """The quarantine reason of a non-empty object under the kind's prefix that is off the layout."""
+    return f"object key does not follow the {kind} landing layout ({KEY_PATTERNS[kind].pattern}); not loaded"
+
+
 def validate_prefix(kind: Kind, prefix: str) -> str:
     """A listing prefix inside the kind's folder (e.g. `clickstream/dt=2026-11-23/`)."""
     if (
@@ -90,6 +108,7 @@ class Parsed:
 
     rows: pa.Table | None
     bad: list[tuple[int, str, str]] = field(default_factory=list)  # (line_number, raw, reason)
+    unknown_fields: set[str] = field(default_factory=set)  # fields outside the contract (kept as JSON)
 
     @property
     def row_count(self) -> int:
@@ -126,27 +145,135 @@ def _lineage(table: pa.Table, key: str, etag: str, line_numbers: pa.Array) -> pa
     return table.append_column("_line_number", line_numbers.cast(pa.int64()))
 
 
-def decompress(payload: bytes) -> bytes:
-    """gzip is detected by its magic bytes, not the key suffix or Content-Encoding.
+# ------------------------------------------------------------------------------ streaming
+#: Decompressed text is parsed in blocks of about this size (whole lines): memory per object in
+#: flight stays around a block and its Arrow table, whatever the object's size.
+BLOCK_BYTES: Final = 4 * 1024 * 1024
+#: Inflate at most this much per step: a decompression bomb cannot blow up one buffer.
+INFLATE_BYTES: Final = 1024 * 1024
+_GZIP_MAGIC: Final = b"\x1f\x8b"
 
-    zlib checks the CRC while inflating (the gzip module computes it a second time); concatenated
-    gzip members, as some writers append them, are all read.
+
+class UnreadableObject(ValueError):
+    """The object itself is broken (corrupt or truncated gzip, not text): it is quarantined whole."""
+
+
+def gunzip_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Decompressed pieces of a stream; gzip is detected by its magic bytes, plain data passes.
+
+    zlib checks each member's CRC while inflating; concatenated members (as some writers append
+    them) are all read; trailing NUL padding is ignored, anything else after the last member is an
+    error. Output comes in pieces of at most `INFLATE_BYTES`.
     """
-    if payload[:2] != b"\x1f\x8b":
-        return payload
-    parts: list[bytes] = []
-    rest = payload
-    while rest:
-        inflater = zlib.decompressobj(wbits=31)
-        parts.append(inflater.decompress(rest))
-        if not inflater.eof:
-            raise EOFError("truncated gzip stream")
-        rest = inflater.unused_data
-        if rest[:2] != b"\x1f\x8b":
-            if rest.strip(b"\x00"):
-                raise OSError("trailing garbage after gzip stream")
+    source = iter(chunks)
+    head = b""
+    for chunk in source:
+        head += chunk
+        if len(head) >= 2:
             break
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+    if head[:2] != _GZIP_MAGIC:
+        if head:
+            yield head
+        yield from source
+        return
+    inflater: Any = None
+    pending = head
+    limit = INFLATE_BYTES
+    try:
+        for data in itertools.chain([b""], source):
+            data = pending + data if pending else data
+            pending = b""
+            while data:
+                if inflater is None:  # between members: another member, padding, or garbage
+                    if len(data) < 2:
+                        pending = data
+                        break
+                    if data[:2] != _GZIP_MAGIC:
+                        if data.strip(b"\x00"):
+                            raise UnreadableObject("trailing garbage after gzip stream")
+                        break
+                    inflater = zlib.decompressobj(wbits=31)
+                while True:
+                    out = inflater.decompress(data, limit)
+                    if out:
+                        yield out
+                    data = inflater.unconsumed_tail
+                    if inflater.eof or (not data and len(out) < limit):
+                        break
+                if inflater.eof:
+                    data = inflater.unused_data
+                    inflater = None
+        if inflater is not None and not inflater.eof:
+            raise UnreadableObject("truncated gzip stream")
+        if pending.strip(b"\x00"):
+            raise UnreadableObject("trailing garbage after gzip stream")
+    except zlib.error as exc:
+        raise UnreadableObject(str(exc)) from exc
+
+
+@dataclass(frozen=True)
+class Block:
+    """Whole lines of an object; `first_line` is the 1-based number of its first line."""
+
+    first_line: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class LongLine:
+    """A line longer than `MAX_LINE_BYTES` (its beginning only)."""
+
+    line_number: int
+    head: bytes
+
+
+def line_blocks(chunks: Iterable[bytes]) -> Iterator[Block | LongLine]:
+    """Cut a byte stream into blocks of whole lines of at most `BLOCK_BYTES`.
+
+    Line numbers are physical lines: a final line without a newline counts. A line of
+    `BLOCK_BYTES` or more (whatever the chunking) is reported as a `LongLine` and skipped to its
+    end without being buffered, so memory stays below a block plus a chunk.
+    """
+    limit = BLOCK_BYTES
+    buffer = bytearray()
+    line = 1
+    skipping = False
+    for chunk in chunks:
+        if skipping:
+            newline = chunk.find(b"\n")
+            if newline < 0:
+                continue
+            chunk = chunk[newline + 1 :]
+            skipping = False
+            line += 1
+        buffer += chunk
+        while len(buffer) >= limit:
+            cut = buffer.rfind(b"\n", 0, limit)
+            if cut >= 0:
+                data = bytes(buffer[: cut + 1])
+                del buffer[: cut + 1]
+                yield Block(line, data)
+                line += data.count(b"\n")
+                continue
+            yield LongLine(line, bytes(buffer[: MAX_RAW_CHARS * 4]))
+            newline = buffer.find(b"\n", limit)
+            if newline < 0:
+                buffer.clear()
+                skipping = True
+                break
+            del buffer[: newline + 1]
+            line += 1
+    if buffer and not skipping:
+        yield Block(line, bytes(buffer))
+
+
+def long_line_reason() -> str:
+    return f"line longer than {BLOCK_BYTES} bytes (not buffered; first bytes kept)"
+
+
+def decompress(payload: bytes) -> bytes:
+    """A whole payload decompressed (tests and small objects; the loader streams)."""
+    return b"".join(gunzip_chunks([payload]))
 
 
 # ------------------------------------------------------------------------------ clickstream
@@ -169,12 +296,28 @@ CLICKSTREAM_FIELDS: Final = pa.schema(
 #: An event without these is useless downstream (identity, type, time, session): quarantined.
 CLICKSTREAM_REQUIRED: Final = ("event_id", "event_type", "event_ts", "session_id")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+#: Tier 1 refuses fields outside the contract, so that a block holding any goes to tier 2, which
+#: keeps them in `_extra_fields` instead of dropping them silently.
+_STRICT_OPTIONS = pa_json.ParseOptions(explicit_schema=CLICKSTREAM_FIELDS, unexpected_field_behavior="error")
 _PARSE_OPTIONS = pa_json.ParseOptions(explicit_schema=CLICKSTREAM_FIELDS, unexpected_field_behavior="ignore")
-_READ_OPTIONS = pa_json.ReadOptions(block_size=8 << 20)
+_FIELD_NAMES: Final = frozenset(CLICKSTREAM_FIELDS.names)
+EXTRA_FIELDS: Final = "_extra_fields"
+#: Arrow parses a block in pieces of this size on its own thread pool (a longer line is retried
+#: in tier 2 with a block size that fits it).
+_ARROW_BLOCK: Final = 1 << 20
 
 
-def _read_json(data: bytes) -> pa.Table:
-    return pa_json.read_json(io.BytesIO(data), read_options=_READ_OPTIONS, parse_options=_PARSE_OPTIONS)
+def _read_json(data: bytes, longest_line: int = 0, strict: bool = False) -> pa.Table:
+    options = pa_json.ReadOptions(block_size=max(_ARROW_BLOCK, longest_line + 1))
+    parse = _STRICT_OPTIONS if strict else _PARSE_OPTIONS
+    return pa_json.read_json(io.BytesIO(data), read_options=options, parse_options=parse)
+
+
+def _with_extras(table: pa.Table, extras: pa.Array | None = None) -> pa.Table:
+    """`table` plus the `_extra_fields` column (JSON of the fields outside the contract, or null)."""
+    if EXTRA_FIELDS in table.column_names:
+        return table
+    return table.append_column(EXTRA_FIELDS, extras if extras is not None else pa.nulls(table.num_rows, pa.string()))
 
 
 def _check_event(obj: Any) -> str | None:
@@ -200,7 +343,9 @@ def _split_lines(text: bytes) -> list[bytes]:
     return lines
 
 
-def _parse_json_lines(lines: list[bytes]) -> tuple[pa.Table, pa.Array, list[tuple[int, str, str]]]:
+def _parse_json_lines(
+    lines: list[bytes], first_line: int = 1
+) -> tuple[pa.Table, pa.Array, list[tuple[int, str, str]], set[str]]:
     """Tier 2: drop the lines that are not JSON objects, then Arrow over the rest.
 
     Only when Arrow still rejects them (a field of the wrong type, rarer than broken lines) is every
@@ -210,8 +355,10 @@ def _parse_json_lines(lines: list[bytes]) -> tuple[pa.Table, pa.Array, list[tupl
     parsed: list[Any] = []
     numbers: list[int] = []
     bad: list[tuple[int, str, str]] = []
+    extras: dict[int, str] = {}
+    unknown: set[str] = set()
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(lines, start=first_line):
         try:
             obj = loads(line)
         except decode_error as exc:
@@ -221,11 +368,16 @@ def _parse_json_lines(lines: list[bytes]) -> tuple[pa.Table, pa.Array, list[tupl
         if type(obj) is not dict:
             bad.append((number, raw_text(line), f"not a JSON object ({type(obj).__name__})"))
             continue
+        if not obj.keys() <= _FIELD_NAMES:
+            extra = {k: v for k, v in obj.items() if k not in _FIELD_NAMES}
+            unknown.update(extra)
+            extras[number] = orjson.dumps(extra).decode()
         good.append(line)
         parsed.append(obj)
         numbers.append(number)
+    longest = max(map(len, good), default=0)
     try:
-        table = _read_json(b"\n".join(good)) if good else CLICKSTREAM_FIELDS.empty_table()
+        table = _read_json(b"\n".join(good), longest) if good else CLICKSTREAM_FIELDS.empty_table()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         table = None
     if table is None or table.num_rows != len(good):
@@ -240,7 +392,7 @@ def _parse_json_lines(lines: list[bytes]) -> tuple[pa.Table, pa.Array, list[tupl
                 bad.append((number, raw_text(line), reason))
         good, numbers = kept_lines, kept_numbers
         try:
-            table = _read_json(b"\n".join(good)) if good else CLICKSTREAM_FIELDS.empty_table()
+            table = _read_json(b"\n".join(good), longest) if good else CLICKSTREAM_FIELDS.empty_table()
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             table = None
         if table is None or table.num_rows != len(good):
@@ -250,7 +402,7 @@ def _parse_json_lines(lines: list[bytes]) -> tuple[pa.Table, pa.Array, list[tupl
             kept_numbers = []
             for line, number in zip(good, numbers, strict=True):
                 try:
-                    single = _read_json(line)
+                    single = _read_json(line, len(line))
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                     bad.append((number, raw_text(line), f"rejected by the JSON reader: {exc}"))
                     continue
@@ -258,7 +410,8 @@ def _parse_json_lines(lines: list[bytes]) -> tuple[pa.Table, pa.Array, list[tupl
                 kept_numbers.append(number)
             numbers = kept_numbers
             table = pa.concat_tables(tables) if tables else CLICKSTREAM_FIELDS.empty_table()
-    return table, pa.array(numbers, pa.int64()), bad
+    extra_column = pa.array([extras.get(n) for n in numbers], pa.string()) if extras else None
+    return _with_extras(table, extra_column), pa.array(numbers, pa.int64()), bad, unknown
 
 
 def _bad_timestamps(values: pa.Array) -> list[int]:
@@ -277,34 +430,45 @@ def _bad_timestamps(values: pa.Array) -> list[int]:
     return _bad_timestamps(values[:half]) + [half + i for i in _bad_timestamps(values[half:])]
 
 
+class ClickstreamParser:
+    """Parses the blocks of one clickstream object (gzipped JSON lines) into rows + quarantined lines."""
+
+    def __init__(self, key: str, etag: str) -> None:
+        self.key, self.etag = key, etag
+
+    def parse(self, text: bytes, first_line: int) -> Parsed:
+        """One block of whole lines; line numbers start at `first_line`."""
+        # Tier 1 needs no per-line Python objects: count lines in C and let Arrow parse everything.
+        count = text.count(b"\n") + (0 if text.endswith(b"\n") else 1)
+        table: pa.Table | None = None
+        if text and not text.startswith(b"\n") and b"\n\n" not in text:
+            try:
+                table = _read_json(text, strict=True)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # broken lines, wrong types, unknown fields
+                table = None
+            if table is not None and table.num_rows != count:  # whitespace-only lines
+                table = None
+        if table is not None:
+            numbers: pa.Array = pa.array(np.arange(first_line, first_line + count, dtype=np.int64))
+            table = _with_extras(table)
+            return _validate_events(table, numbers, lambda: _split_lines(text), first_line, [], self.key, self.etag)
+        lines = _split_lines(text)
+        table, numbers, bad, unknown = _parse_json_lines(lines, first_line)
+        parsed = _validate_events(table, numbers, lambda: lines, first_line, bad, self.key, self.etag)
+        parsed.unknown_fields = unknown
+        return parsed
+
+
 def parse_clickstream(payload: bytes, key: str, etag: str) -> Parsed:
-    """One clickstream object (gzipped JSON lines) -> bronze rows + quarantined lines."""
-    try:
-        text = decompress(payload)
-    except (OSError, EOFError, zlib.error) as exc:
-        return Parsed(None, [(0, "", f"cannot decompress object: {exc}")])
-    # Tier 1 needs no per-line Python objects: count lines in C and let Arrow parse everything.
-    count = text.count(b"\n") + (0 if text.endswith(b"\n") else 1)
-    table: pa.Table | None = None
-    if text and not text.startswith(b"\n") and b"\n\n" not in text:
-        try:
-            table = _read_json(text)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            table = None
-        if table is not None and table.num_rows != count:  # whitespace-only lines
-            table = None
-    if table is not None:
-        numbers: pa.Array = pa.array(np.arange(1, count + 1, dtype=np.int64))
-        return _validate_events(table, numbers, lambda: _split_lines(text), [], key, etag)
-    lines = _split_lines(text)
-    table, numbers, bad = _parse_json_lines(lines)
-    return _validate_events(table, numbers, lambda: lines, bad, key, etag)
+    """A whole clickstream object -> bronze rows + quarantined lines (the loader streams instead)."""
+    return parse_object("clickstream", payload, key, etag)
 
 
 def _validate_events(
     table: pa.Table,
     numbers: pa.Array,
     get_lines: Callable[[], list[bytes]],
+    first_line: int,
     bad: list[tuple[int, str, str]],
     key: str,
     etag: str,
@@ -329,7 +493,7 @@ def _validate_events(
         keep = [i not in reasons for i in range(table.num_rows)]
         for index, reason in sorted(reasons.items()):
             number = int(numbers[index].as_py())
-            bad.append((number, raw_text(lines[number - 1]), reason))
+            bad.append((number, raw_text(lines[number - first_line]), reason))
         mask = pa.array(keep, pa.bool_())
         table, numbers, ts_text = table.filter(mask), numbers.filter(mask), ts_text.filter(mask)
     bad.sort()
@@ -394,48 +558,176 @@ def _feed_row(values: dict[str, str], partner: str) -> tuple[tuple[Any, ...] | N
     return (partner_id, sku, price, currency, int(raw_stock), feed_date), None
 
 
-def parse_partner_feed(payload: bytes, key: str, etag: str) -> Parsed:
-    """One partner CSV feed (header required, columns in any order) -> bronze rows + quarantine."""
-    match = validate_key("partner_feeds", key)
-    partner = match.group(1)
-    try:
-        text = decompress(payload).decode("utf-8-sig")
-    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
-        return Parsed(None, [(0, "", f"cannot read object as (gzipped) UTF-8 text: {exc}")])
-    lines = text.split("\n")
-    numbered = [(n, line.rstrip("\r")) for n, line in enumerate(lines, start=1) if line.strip()]
-    if not numbered:
-        return Parsed(None)
-    header_line = numbered[0][1]
-    header = [h.strip().lower() for h in next(csv.reader([header_line]))]
-    if sorted(header) != sorted(FEED_COLUMNS):
-        reason = f"header mismatch: expected columns {', '.join(FEED_COLUMNS)}; got {', '.join(header)[:200]}"
-        return Parsed(None, [(n, raw_text(line), reason) for n, line in numbered])
-    rows: list[tuple[Any, ...]] = []
-    numbers: list[int] = []
-    bad: list[tuple[int, str, str]] = []
-    for number, line in numbered[1:]:
+class PartnerFeedParser:
+    """Parses the blocks of one partner CSV feed (header required, columns in any order).
+
+    The header is the first non-blank line of the object; a header that does not name exactly the
+    six columns quarantines every line. Text must be UTF-8 (a BOM is dropped): a block that is not
+    makes the whole object unreadable (`UnreadableObject`).
+    """
+
+    def __init__(self, key: str, etag: str) -> None:
+        self.key, self.etag = key, etag
+        self.partner = validate_key("partner_feeds", key).group(1)
+        self.header: list[str] | None = None
+        self.header_error: str | None = None
+        self.first_block = True
+
+    def parse(self, data: bytes, first_line: int) -> Parsed:
         try:
-            cells = next(csv.reader([line], strict=True))
-        except csv.Error as exc:
-            bad.append((number, raw_text(line), f"invalid CSV: {exc}"))
-            continue
-        if len(cells) != len(header):
-            bad.append((number, raw_text(line), f"wrong column count: expected {len(header)}, got {len(cells)}"))
-            continue
-        row, rejected = _feed_row(dict(zip(header, cells, strict=True)), partner)
-        if row is None:
-            bad.append((number, raw_text(line), rejected or "invalid row"))
-            continue
-        rows.append(row)
-        numbers.append(number)
-    if not rows:
-        return Parsed(None, bad)
-    columns = list(zip(*rows, strict=True))
-    table = pa.table(
-        [pa.array(col, f.type) for col, f in zip(columns, PARTNER_FIELDS, strict=True)], schema=PARTNER_FIELDS
-    )
-    return Parsed(_lineage(table, key, etag, pa.array(numbers, pa.int64())), bad)
+            text = data.decode("utf-8-sig" if self.first_block else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise UnreadableObject(f"cannot read object as (gzipped) UTF-8 text: {exc}") from exc
+        self.first_block = False
+        numbered = [(n, line.rstrip("\r")) for n, line in enumerate(text.split("\n"), start=first_line) if line.strip()]
+        if self.header is None and self.header_error is None and numbered:
+            _number, header_line = numbered.pop(0)
+            header = [h.strip().lower() for h in next(csv.reader([header_line]))]
+            if sorted(header) == sorted(FEED_COLUMNS):
+                self.header = header
+            else:
+                got = ", ".join(header)[:200]
+                self.header_error = f"header mismatch: expected columns {', '.join(FEED_COLUMNS)}; got {got}"
+                numbered.insert(0, (_number, header_line))
+        if self.header_error is not None:
+            return Parsed(None, [(n, raw_text(line), self.header_error) for n, line in numbered])
+        header = self.header or []
+        rows: list[tuple[Any, ...]] = []
+        numbers: list[int] = []
+        bad: list[tuple[int, str, str]] = []
+        for number, line in numbered:
+            try:
+                cells = next(csv.reader([line], strict=True))
+            except csv.Error as exc:
+                bad.append((number, raw_text(line), f"invalid CSV: {exc}"))
+                continue
+            if len(cells) != len(header):
+                bad.append((number, raw_text(line), f"wrong column count: expected {len(header)}, got {len(cells)}"))
+                continue
+            row, rejected = _feed_row(dict(zip(header, cells, strict=True)), self.partner)
+            if row is None:
+                bad.append((number, raw_text(line), rejected or "invalid row"))
+                continue
+            rows.append(row)
+            numbers.append(number)
+        if not rows:
+            return Parsed(None, bad)
+        columns = list(zip(*rows, strict=True))
+        table = pa.table(
+            [pa.array(col, f.type) for col, f in zip(columns, PARTNER_FIELDS, strict=True)], schema=PARTNER_FIELDS
+        )
+        return Parsed(_lineage(table, self.key, self.etag, pa.array(numbers, pa.int64())), bad)
 
 
-PARSERS: Final = {"clickstream": parse_clickstream, "partner_feeds": parse_partner_feed}
+def parse_partner_feed(payload: bytes, key: str, etag: str) -> Parsed:
+    """A whole partner feed -> bronze rows + quarantined lines (the loader streams instead)."""
+    return parse_object("partner_feeds", payload, key, etag)
+
+
+#: Block parser per kind: `PARSERS[kind](key, etag).parse(block, first_line) -> Parsed`.
+PARSERS: Final[dict[Kind, type[ClickstreamParser] | type[PartnerFeedParser]]] = {
+    "clickstream": ClickstreamParser,
+    "partner_feeds": PartnerFeedParser,
+}
+UNREADABLE_REASONS: Final[dict[Kind, str]] = {
+    "clickstream": "cannot decompress object: {}",
+    "partner_feeds": "cannot read object as (gzipped) UTF-8 text: {}",
+}
+
+
+def prefetched(items: Iterable[Any], depth: int = 1) -> Iterator[Any]:
+    """`items` produced by a background thread, at most `depth` ahead (bounded memory).
+
+    Lets reading + inflating the next block overlap with parsing the current one (zlib, sockets
+    and Arrow release the GIL); an error of the producer is raised here, in order.
+    """
+    done = object()
+    slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        slots.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put((done, None))
+        except BaseException as exc:  # handed to the consumer
+            slots.put((done, exc))
+
+    worker = threading.Thread(target=produce, name="landing-read", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = slots.get()
+            if item is done:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                slots.get_nowait()
+            except queue.Empty:
+                worker.join(0.05)
+
+
+def parse_stream(kind: Kind, chunks: Iterable[bytes], key: str, etag: str, prefetch: bool = False) -> Iterator[Parsed]:
+    """Parsed blocks of one object's byte stream (raises `UnreadableObject` for a broken object).
+
+    `prefetch` reads and inflates the next block in a background thread while one is parsed.
+    """
+    parser = PARSERS[kind](key, etag)
+    blocks = line_blocks(gunzip_chunks(chunks))
+    for item in prefetched(blocks) if prefetch else blocks:
+        if isinstance(item, LongLine):
+            yield Parsed(None, [(item.line_number, raw_text(item.head), long_line_reason())])
+        else:
+            yield parser.parse(item.data, item.first_line)
+
+
+def parse_object(kind: Kind, payload: bytes, key: str, etag: str) -> Parsed:
+    """A whole object in one `Parsed` (tests and tools; the loader stages block by block)."""
+    try:
+        parts = list(parse_stream(kind, [payload], key, etag))
+    except UnreadableObject as exc:
+        message = str(exc)
+        if message.startswith("cannot "):
+            return Parsed(None, [(0, "", message)])
+        return Parsed(None, [(0, "", UNREADABLE_REASONS[kind].format(message))])
+    tables = [p.rows for p in parts if p.rows is not None and p.rows.num_rows]
+    bad = sorted(b for p in parts for b in p.bad)
+    unknown = {name for p in parts for name in p.unknown_fields}
+    return Parsed(pa.concat_tables(tables) if tables else None, bad, unknown)
+
+
+# ------------------------------------------------------------------------------ bronze tables
+_LINEAGE: Final = [
+    ("_object_key", pa.string()),
+    ("_object_etag", pa.string()),
+    ("_line_number", pa.int64()),
+    # named after dlt's column (the tables were first written by dlt): the load that wrote the row
+    ("_dlt_load_id", pa.string()),
+]
+#: Columns of the bronze data tables, in table order.
+BRONZE_SCHEMAS: Final[dict[Kind, pa.Schema]] = {
+    "clickstream": pa.schema(
+        [f if f.name != "event_ts" else pa.field("event_ts", TIMESTAMP) for f in CLICKSTREAM_FIELDS]
+        + [pa.field("event_date", pa.date32())]
+        + _LINEAGE
+        # fields outside the contract, as one JSON object per row (null when none): never dropped
+        + [pa.field(EXTRA_FIELDS, pa.string())]
+    ),
+    "partner_feeds": pa.schema(list(PARTNER_FIELDS) + _LINEAGE),
+}
+#: The day each row is about: what the manifest records per object version ("event days").
+DAY_COLUMNS: Final[dict[Kind, str]] = {"clickstream": "event_date", "partner_feeds": "feed_date"}
+#: Partition column of each data table (partner feeds are too small to partition).
+PARTITION_COLUMNS: Final[dict[Kind, str | None]] = {"clickstream": "event_date", "partner_feeds": None}

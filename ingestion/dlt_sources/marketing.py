@@ -1,22 +1,39 @@
-"""Marketing REST API (campaigns, ad_spend) -> `bronze/marketing/<table>` with dlt's `rest_api` source.
+"""Marketing REST API (campaigns, ad_spend) -> `bronze/marketing/<table>`, merged on the primary key.
 
-Pages follow the API's keyset cursor (`next_cursor`, sent back as `after`): unlike page numbers it
-never skips a row that is updated while the pages are read. The incremental cursor is
-`updated_at`, sent back as `updated_since` on the next run. Rows are merged on the primary key,
-so re-reading the boundary (or a whole range) never duplicates anything.
+Each resource pages with dlt's `RESTClient` along the API's keyset cursor (`next_cursor`, sent
+back as `after`): unlike page numbers it never skips a row that is updated while the pages are
+read. That row is read twice in one load (once in its old place, once at the end), so the rows
+of a load are reduced to the newest per key before dlt sees them: dlt's upsert needs unique keys
+within a load (a Delta MERGE inserts a new key twice otherwise).
+
+The incremental cursor is an `UpdatedAtCursor` on `updated_at` (sent as `updated_since`) with the
+same safety margin as the DynamoDB source: the API stamps `updated_at = now()`, the start of the
+writing transaction, so a row committed after a load can carry a stamp older than rows that load
+read. dlt's `rest_api` incremental cannot keep such a margin with a custom last-value function.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import logging
+from collections.abc import Iterable, Iterator
 from typing import Any, Final, cast
 
+import dlt
 from dlt.common.schema.typing import TColumnSchema
+from dlt.extract.resource import DltResource
 from dlt.extract.source import DltSource
-from dlt.sources.rest_api import RESTAPIConfig, rest_api_source
+from dlt.sources.helpers.rest_client import RESTClient
+from dlt.sources.helpers.rest_client.paginators import JSONResponseCursorPaginator
 
 from lakehouse.settings import Settings
 
-from .core import EPOCH_ISO, iso_max
+from .core import CURSOR_SAFETY, SCHEMA_CONTRACT, UpdatedAtCursor, canonical_iso
+
+log = logging.getLogger(__name__)
+
+Row = dict[str, Any]
 
 #: resource -> primary key (the API orders by (updated_at, key), see the synthetic API contract)
 PRIMARY_KEYS: Final[dict[str, tuple[str, ...]]] = {
@@ -24,6 +41,8 @@ PRIMARY_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "ad_spend": ("campaign_id", "spend_date"),
 }
 MAX_PAGE_SIZE: Final = 1000
+#: rows handed to dlt per item (a load is reduced per key first, then yielded in chunks)
+_CHUNK: Final = 5000
 
 _TS: Final[TColumnSchema] = {"data_type": "timestamp", "timezone": True, "precision": 6}
 _MONEY: Final[TColumnSchema] = {"data_type": "decimal", "precision": 12, "scale": 2}
@@ -49,49 +68,89 @@ COLUMNS: Final[dict[str, dict[str, TColumnSchema]]] = {
 }
 
 
-def marketing_config(settings: Settings, page_size: int = MAX_PAGE_SIZE, base_url: str | None = None) -> dict[str, Any]:
-    """The `rest_api` configuration (exposed for tests and for reading what is requested)."""
-    if isinstance(page_size, bool) or not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+def api_base_url(settings: Settings, base_url: str | None = None) -> str:
+    """The validated base URL (ending in `/`); `base_url` overrides the settings (tests)."""
     configured = base_url or settings.marketing_api_base_url
     if configured is None:
         raise ValueError("the marketing API URL is not configured: set LAKEHOUSE_MARKETING_API_URL")
     url = configured.rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"API base URL must be http(s): {url!r}")
-    resources = [
-        {
-            "name": name,
-            "primary_key": list(key),
-            "write_disposition": {"disposition": "merge", "strategy": "upsert"},
-            "table_format": "delta",
-            "columns": {
-                c: cast(TColumnSchema, dict(v)) for c, v in COLUMNS[name].items()
-            },  # dlt writes into column dicts: never share them
-            "endpoint": {
-                "path": f"api/marketing/{name}",
-                "params": {
-                    "page_size": page_size,
-                    "updated_since": {
-                        "type": "incremental",
-                        "cursor_path": "updated_at",
-                        "initial_value": EPOCH_ISO,
-                        # compares parsed times, not strings; the canonical form goes on the wire
-                        "last_value_func": iso_max,
-                    },
-                },
-            },
-        }
-        for name, key in PRIMARY_KEYS.items()
-    ]
-    return {
-        "client": {
-            "base_url": url + "/",
-            "paginator": {"type": "cursor", "cursor_path": "next_cursor", "cursor_param": "after"},
-        },
-        "resource_defaults": {"endpoint": {"data_selector": "data"}},
-        "resources": resources,
-    }
+    return url + "/"
+
+
+def _check_page_size(page_size: int) -> int:
+    if isinstance(page_size, bool) or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+    return page_size
+
+
+def row_key(row: Row, key: tuple[str, ...]) -> str:
+    """The primary key of an API row as one string (the cursor's `seen` is keyed by it)."""
+    missing = [k for k in key if row.get(k) is None]
+    if missing:
+        raise ValueError(f"API row without primary key field(s) {', '.join(missing)}: {str(row)[:200]}")
+    return str(row[key[0]]) if len(key) == 1 else json.dumps([str(row[k]) for k in key])
+
+
+def newest_per_key(rows: Iterable[Row], key: tuple[str, ...]) -> dict[str, tuple[str, Row]]:
+    """key -> (canonical updated_at, row) of the newest row per key; on equal stamps the last read wins.
+
+    A keyset cursor re-reads a row updated during the read (at the end, with a newer stamp); an
+    upsert needs each key once per load.
+    """
+    newest: dict[str, tuple[str, Row]] = {}
+    for row in rows:
+        if row.get("updated_at") is None:
+            raise ValueError(f"API row without updated_at (contract): {str(row)[:200]}")
+        name, stamp = row_key(row, key), canonical_iso(row["updated_at"])
+        current = newest.get(name)
+        if current is None or stamp >= current[0]:
+            newest[name] = (stamp, row)
+    return newest
+
+
+def marketing_resource(
+    settings: Settings, name: str, page_size: int = MAX_PAGE_SIZE, base_url: str | None = None
+) -> DltResource:
+    """One API endpoint as an incremental, merged dlt resource (no network until extraction)."""
+    if name not in PRIMARY_KEYS:
+        raise ValueError(f"unknown marketing resource {name!r}; known: {', '.join(PRIMARY_KEYS)}")
+    key = PRIMARY_KEYS[name]
+    url = api_base_url(settings, base_url)
+    size = _check_page_size(page_size)
+
+    def rows() -> Iterator[list[Row]]:
+        state = dlt.current.resource_state()
+        cursor = UpdatedAtCursor.from_state(state.get("cursor"))
+        params: dict[str, Any] = {"page_size": size}
+        if cursor.since is not None:
+            params["updated_since"] = cursor.since
+        read_started = dt.datetime.now(dt.UTC)
+        client = RESTClient(
+            base_url=url,
+            paginator=JSONResponseCursorPaginator(cursor_path="next_cursor", cursor_param="after"),
+            data_selector="data",
+        )
+        newest = newest_per_key(
+            (row for page in client.paginate(f"api/marketing/{name}", params=params) for row in page), key
+        )
+        returned = {k: stamp for k, (stamp, _row) in newest.items() if cursor.since is None or stamp >= cursor.since}
+        changed = [row for k, (stamp, row) in newest.items() if cursor.wants(k, stamp)]
+        for start in range(0, len(changed), _CHUNK):
+            yield changed[start : start + _CHUNK]
+        state["cursor"] = cursor.advance(returned, read_started, CURSOR_SAFETY).to_state()
+        log.info("marketing %s: %d row(s) read since %s, %d changed", name, len(newest), cursor.since, len(changed))
+
+    return dlt.resource(
+        rows,
+        name=name,
+        table_name=name,
+        primary_key=list(key),
+        write_disposition={"disposition": "merge", "strategy": "upsert"},
+        columns={c: cast(TColumnSchema, dict(v)) for c, v in COLUMNS[name].items()},  # never share hint dicts
+        table_format="delta",
+    )
 
 
 def marketing_source(settings: Settings, page_size: int = MAX_PAGE_SIZE, base_url: str | None = None) -> DltSource:
@@ -100,5 +159,10 @@ def marketing_source(settings: Settings, page_size: int = MAX_PAGE_SIZE, base_ur
     Constructing it does not touch the network; `base_url` overrides
     `settings.marketing_api_base_url` (tests).
     """
-    config = cast(RESTAPIConfig, marketing_config(settings, page_size, base_url))
-    return rest_api_source(config, name="marketing", max_table_nesting=0)
+    resources = [marketing_resource(settings, name, page_size, base_url) for name in PRIMARY_KEYS]
+
+    @dlt.source(name="marketing", max_table_nesting=0, schema_contract=cast(Any, SCHEMA_CONTRACT))
+    def marketing() -> list[DltResource]:
+        return resources
+
+    return marketing()

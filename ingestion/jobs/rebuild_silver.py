@@ -29,18 +29,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import duckdb
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from ingestion.cdc.apply import PARTITION_COLUMN, Applier, TableShape
+from ingestion.cdc.apply import (
+    PARTITION_COLUMN,
+    TRUNCATED_LSN_APP_ID,
+    TRUNCATED_TS_APP_ID,
+    Applier,
+    TableShape,
+)
 from ingestion.cdc.config import SinkConfig
-from ingestion.cdc.decode import UNAVAILABLE
-from ingestion.cdc.lake import DeltaStore
-from ingestion.cdc.schema import conform_table
+from ingestion.cdc.lake import CommitRetriesExhausted, DeltaStore, commit_fenced
+from ingestion.cdc.resolve import Truncation, resolve
 from lakehouse.settings import OLTP_TABLES, Settings
 
 log = logging.getLogger("ingestion.jobs.rebuild_silver")
@@ -56,6 +60,8 @@ JOB_SETTINGS_FIELDS: tuple[str, ...] = (
     "cdc_topic_prefix",
     "oltp_schema",
     "cdc_topic_partitions",
+    "cdc_transport",
+    "cdc_kinesis_stream",
     "cdc_partition_by",
     "delta_target_file_size",
 )
@@ -113,14 +119,6 @@ def job_settings(settings_json: str | None) -> Settings:
 
 
 # ---------------------------------------------------------------------------- the rows
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _lit(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def key_columns(changes: pa.Table) -> list[str]:
     """Primary-key columns, from the Debezium key stored with each change (as the sink finds them)."""
     keys = pc.drop_null(changes.column("kafka_key")).slice(0, 1).to_pylist()
@@ -133,56 +131,21 @@ def key_columns(changes: pa.Table) -> list[str]:
 def rebuild_rows(shape: TableShape, changes: pa.Table) -> tuple[pa.Table, pa.Table]:
     """(silver, history) of a whole changelog, with the incremental sink's rules.
 
-    One pass of `silver_rows` over every change gives what the sink's successive MERGEs give (newest
-    LSN wins, deletes stay as tombstones), except for two values the MERGE takes from the stored row:
-    an unresolved TOAST placeholder and a missing partition value (key-only before-image). Both are
-    taken here from the history chain, whose `history_rows` resolves placeholders the same way.
+    The images are completed first (`resolve.py`: unchanged TOAST values, key-only deletes,
+    TRUNCATEs) over the whole changelog, then one pass of `silver_rows` gives what the sink's
+    successive MERGEs give (newest LSN wins, deletes stay as tombstones) and `history_rows` the chains.
     """
+    silver, history, _truncation = rebuild_with_truncation(shape, changes)
+    return silver, history
+
+
+def rebuild_with_truncation(shape: TableShape, changes: pa.Table) -> tuple[pa.Table, pa.Table, Truncation | None]:
+    """`rebuild_rows`, plus the newest TRUNCATE of the changelog (recorded with the commits)."""
     applier = Applier(DeltaStore({}))
-    silver = applier.silver_rows(shape, changes)
-    history = applier.history_rows(shape, changes, shape.history_schema().empty_table())
-    return _fill_from_history(shape, silver, history), history
-
-
-def _fill_from_history(shape: TableShape, silver: pa.Table, history: pa.Table) -> pa.Table:
-    strings = [
-        f.name
-        for f in shape.columns
-        if (pa.types.is_string(f.type) or pa.types.is_large_string(f.type)) and f.name not in shape.key_columns
-    ]
-    if not strings and shape.partition is None:
-        return silver
-    replace = [
-        f"case when s.{_q(c)} = {_lit(UNAVAILABLE)} then coalesce(h.{_q(c)}, s.{_q(c)}) else s.{_q(c)} end as {_q(c)}"
-        for c in strings
-    ]
-    on_key = " and ".join(f"h.{_q(k)} = s.{_q(k)}" for k in shape.key_columns)
-    partitions = ""
-    if shape.partition is not None:
-        column = _q(shape.partition.column)
-        keys = ", ".join(_q(k) for k in shape.key_columns)
-        on_partition_key = " and ".join(f"p.{_q(k)} = s.{_q(k)}" for k in shape.key_columns)
-        replace.append(f"coalesce(s.{PARTITION_COLUMN}, p.last_partition) as {PARTITION_COLUMN}")
-        partitions = f"""
-left join (
-  select {keys},
-    arg_max(substr(cast({column} as varchar), 1, {shape.partition.width}), _cdc_lsn)
-      filter (where {column} is not null) as last_partition
-  from history group by {keys}
-) p on {on_partition_key}"""
-    sql = f"""
-select s.* replace ({", ".join(replace)})
-from silver s
-left join history h on {on_key} and h._cdc_lsn = s._cdc_lsn{partitions}
-"""
-    db = duckdb.connect()
-    try:
-        db.register("silver", silver)
-        db.register("history", history)
-        result = db.sql(sql).to_arrow_table()
-    finally:
-        db.close()
-    return conform_table(result, shape.silver_schema())
+    resolved = resolve(changes, shape.key_columns)
+    silver = applier.silver_rows(shape, resolved.changes)
+    history = applier.history_rows(shape, resolved.changes, shape.history_schema().empty_table())
+    return silver, history, resolved.truncation
 
 
 # ---------------------------------------------------------------------------- progress (Delta txn)
@@ -191,20 +154,19 @@ def bronze_progress(
 ) -> dict[str, int]:
     """The sink's `txn` versions recorded in this bronze snapshot: app id → last offset included.
 
-    Delta has no API listing app ids, so the candidates are the (topic, partition) pairs of the
-    changes plus partitions 0..N-1 of the table's topic (a partition holding only tombstones has a
-    `txn` but no rows). A pair missed here is harmless: the sink then re-applies its range from
-    bronze, and the MERGEs ignore changes that are not newer than what silver holds.
+    Delta has no API listing app ids, so the candidates are the partitions (Kafka) or shards
+    (Kinesis) of the changes, plus partitions 0..N-1 of the table's Kafka topic (a partition
+    holding only tombstones has a `txn` but no rows). A pair missed here is harmless: the sink then
+    re-applies its range from bronze, and the MERGEs ignore changes that are not newer than what
+    silver holds.
     """
-    pairs = changes.group_by(["kafka_topic", "kafka_partition"]).aggregate([])
-    topics = pairs.column("kafka_topic").to_pylist()
-    numbers = pairs.column("kafka_partition").to_pylist()
-    candidates = set(zip(topics, numbers, strict=True))
-    for partition in range(max([topic_partitions, *(p + 1 for p in numbers)])):
-        candidates.add((config.topic(table), partition))
+    numbers = set(pc.unique(changes.column("kafka_partition")).to_pylist())
+    if config.transport == "kafka":
+        numbers |= set(range(topic_partitions))
+    source = config.source(table)
     progress: dict[str, int] = {}
-    for topic, partition in sorted(candidates):
-        app_id = config.txn_app_id(topic, partition)
+    for partition in sorted(n for n in numbers if n is not None):
+        app_id = config.txn_app_id(source, partition)
         version = bronze.transaction_version(app_id)
         if version is not None:
             progress[app_id] = version
@@ -310,8 +272,10 @@ def rebuild_silver(settings: Settings, table: str, progress: Callable[[str], Non
     store = DeltaStore(config.storage_options)
     uris = {layer: config.uri(layer, table) for layer in ("bronze", "silver", "history")}  # type: ignore[arg-type]
     pending = ["silver", "history"]
-    result: RebuildResult | None = None
-    for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
+
+    def attempt(number: int) -> RebuildResult:
+        if number > 1:
+            say(f"another writer committed to {table} meanwhile; recomputing ({', '.join(pending)})")
         # targets first, then bronze: whatever they hold was read from an older bronze version
         targets = {layer: store.open(uris[layer]) for layer in pending}
         bronze = store.open(uris["bronze"])
@@ -325,7 +289,7 @@ def rebuild_silver(settings: Settings, table: str, progress: Callable[[str], Non
         shape = TableShape(table, row_type, keys, config.partition_by.get(table))
         offsets = bronze_progress(bronze, config, table, changes, settings.cdc_topic_partitions)
         say(f"read {changes.num_rows} changes of {table} from bronze version {bronze.version()}")
-        silver, history = rebuild_rows(shape, changes)
+        silver, history, truncation = rebuild_with_truncation(shape, changes)
         deleted = silver.column("_cdc_deleted")
         tombstones = int(pc.sum(pc.cast(deleted, pa.int64())).as_py() or 0)
         partitions = len(pc.unique(silver.column(PARTITION_COLUMN))) if shape.partition is not None else 0
@@ -339,37 +303,39 @@ def rebuild_silver(settings: Settings, table: str, progress: Callable[[str], Non
             history_versions=history.num_rows,
             partitions=partitions,
             offsets=offsets,
-            attempts=attempt,
+            attempts=number,
             silver_uri=uris["silver"],
             history_uri=uris["history"],
         )
         say(f"computed {silver.num_rows} silver rows ({tombstones} tombstones) and {history.num_rows} history versions")
         rows = {"silver": silver, "history": history}
+        txns = dict(offsets)
+        if truncation is not None:  # the sink truncates late changes older than it (see apply.py)
+            txns.update({TRUNCATED_LSN_APP_ID: truncation.lsn, TRUNCATED_TS_APP_ID: truncation.ts_us})
         partition_by = {"silver": [PARTITION_COLUMN] if shape.partition else None, "history": None}
-        try:
-            for layer in list(pending):
-                _check_not_ahead(targets[layer], offsets, uris[layer])
-                _commit(
-                    store,
-                    uris[layer],
-                    targets[layer],
-                    rows[layer],
-                    offsets,
-                    partition_by[layer],
-                    f"{layer}-rebuild",
-                    settings.delta_target_file_size,
-                )
-                pending.remove(layer)
-                say(f"committed {uris[layer]}")
-        except CommitFailedError:
-            say(f"another writer committed to {table} meanwhile; recomputing ({layer} and after)")
-            continue
-        break
-    if result is None or pending:
+        for layer in list(pending):  # a lost race leaves the layers not committed yet in `pending`
+            _check_not_ahead(targets[layer], offsets, uris[layer])
+            _commit(
+                store,
+                uris[layer],
+                targets[layer],
+                rows[layer],
+                txns,
+                partition_by[layer],
+                f"{layer}-rebuild",
+                settings.delta_target_file_size,
+            )
+            pending.remove(layer)
+            say(f"committed {uris[layer]}")
+        return result
+
+    try:
+        result = commit_fenced(f"rebuild of {table}", attempt, attempts=MAX_COMMIT_ATTEMPTS)
+    except CommitRetriesExhausted:
         raise RebuildError(
             f"could not commit {', '.join(pending)} of {table} in {MAX_COMMIT_ATTEMPTS} attempts: another writer "
             "keeps committing (stop `lakehouse cdc sink --follow` during a rebuild)"
-        )
+        ) from None
     result.silver_version = _version(store, uris["silver"])
     result.history_version = _version(store, uris["history"])
     result.seconds = time.monotonic() - started

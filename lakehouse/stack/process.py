@@ -110,6 +110,9 @@ class ProcessTable:
             return False
         was_alive = record.is_alive()
         if was_alive:
+            # children that started sessions of their own (LocalStack's DynamoDB Local and kinesis-mock)
+            # are outside the process group: remembered now, stopped after their parent
+            descendants = _descendants(record.pid)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(record.pid, sig)
             deadline = time.monotonic() + timeout
@@ -120,6 +123,7 @@ class ProcessTable:
                     os.killpg(record.pid, signal.SIGKILL)
                 while record.is_alive():
                     time.sleep(0.05)
+            _terminate(descendants, timeout)
         self.forget(name)
         return was_alive
 
@@ -128,6 +132,33 @@ class ProcessTable:
         if not path.exists():
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _terminate(processes: list[psutil.Process], timeout: float) -> None:
+    """SIGTERM, then SIGKILL after `timeout`, whatever of `processes` still runs (PID reuse is detected)."""
+    alive = [p for p in processes if _running(p)]
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, still = psutil.wait_procs(alive, timeout=timeout)
+    for proc in still:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(still, timeout=5)
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _default_signals() -> None:

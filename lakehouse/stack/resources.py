@@ -6,39 +6,25 @@ running the stack get exactly the same resources.
 
 from __future__ import annotations
 
-from typing import Any
-
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from lakehouse.aws import DYNAMODB_KEYS, dynamodb_client, list_bucket_names, list_table_names, s3_client
 from lakehouse.settings import DYNAMODB_TABLES, Settings
 
-#: Partition key of each DynamoDB table (all strings).
-DYNAMODB_KEYS: dict[str, str] = {"carts": "cart_id", "sessions": "session_id", "reviews": "review_id"}
-
-_FAST_FAIL = Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 2})
-
-
-def s3_client(settings: Settings, config: Config | None = None) -> Any:
-    return boto3.client("s3", config=config or _FAST_FAIL, **settings.boto3_kwargs())
-
-
-def dynamodb_client(settings: Settings, config: Config | None = None) -> Any:
-    return boto3.client("dynamodb", config=config or _FAST_FAIL, **settings.boto3_kwargs())
+__all__ = ["DYNAMODB_KEYS", "dynamodb_client", "ensure_resources", "missing_resources", "s3_client"]
 
 
 def ensure_resources(settings: Settings) -> list[str]:
     """Create missing buckets and DynamoDB tables; returns what was created."""
     created: list[str] = []
     s3 = s3_client(settings)
-    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    existing = set(list_bucket_names(s3))
     for bucket in settings.buckets:
         if bucket not in existing:
             s3.create_bucket(Bucket=bucket)
             created.append(f"s3://{bucket}")
     dynamodb = dynamodb_client(settings)
-    tables = set(dynamodb.list_tables().get("TableNames", []))
+    tables = set(list_table_names(dynamodb))
     for logical in DYNAMODB_TABLES:
         name = settings.dynamodb_table(logical)
         if name in tables:
@@ -61,9 +47,9 @@ def ensure_resources(settings: Settings) -> list[str]:
 def missing_resources(settings: Settings) -> list[str]:
     """Names of expected buckets/tables that are missing (empty list = all present)."""
     s3 = s3_client(settings)
-    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    existing = set(list_bucket_names(s3))
     missing = [f"s3://{b}" for b in settings.buckets if b not in existing]
-    tables = set(dynamodb_client(settings).list_tables().get("TableNames", []))
+    tables = set(list_table_names(dynamodb_client(settings)))
     missing += [
         f"dynamodb:{settings.dynamodb_table(t)}" for t in DYNAMODB_TABLES if settings.dynamodb_table(t) not in tables
     ]

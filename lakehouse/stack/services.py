@@ -13,17 +13,23 @@ import signal
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import psycopg
+from botocore.config import Config
 from confluent_kafka.admin import AdminClient
 from psycopg import sql
 
+from lakehouse.aws import dynamodb_client, s3_client
 from lakehouse.kafka import client_config
-from lakehouse.settings import Settings, child_env
+from lakehouse.settings import Emulator, Settings, child_env
+from lakehouse.stack.localstack_emulator import LOCALSTACK_VERSION, LocalStackInstall
 from lakehouse.stack.process import StackError, tcp_answers
-from lakehouse.stack.resources import ensure_resources, missing_resources, s3_client
+from lakehouse.stack.resources import ensure_resources, missing_resources
+
+Log = Callable[[str], None]
 
 
 class Service:
@@ -38,6 +44,8 @@ class Service:
     reset_when_restarted: tuple[str, ...] = ()
     stop_signal: signal.Signals = signal.SIGTERM
     start_timeout: float = 60.0
+    #: False for a service the stack uses but never starts or stops (an external endpoint)
+    managed: bool = True
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -54,7 +62,7 @@ class Service:
     def port_env_var(self) -> str:
         return f"LAKEHOUSE_{self.port_setting.upper()}"
 
-    def prepare(self) -> None:
+    def prepare(self, log: Log) -> None:
         """One-time setup before the first start (e.g. initdb)."""
 
     def argv(self) -> list[str]:
@@ -85,22 +93,29 @@ class Service:
 
 
 class S3Emulator(Service):
+    """The S3 + DynamoDB (+ Kinesis) endpoint every AWS client of the stack talks to (settings.s3_endpoint)."""
+
     name = "s3"
-    title = "S3 + DynamoDB emulator (moto)"
     port_setting = "s3_port"
+    #: the emulator it runs ("moto" | "localstack"), or "external"
+    kind: str = ""
+    #: a DynamoDB call that starts a lazily started back end (DynamoDB Local) may take a while
+    dynamodb_timeout: float = 10.0
 
     @property
     def address(self) -> str:
         return f"http://{self.settings.host}:{self.port}"
 
-    def argv(self) -> list[str]:
-        return [sys.executable, "-m", "moto.server", "-H", self.settings.host, "-p", str(self.port)]
-
     def check(self) -> str | None:
         try:
             s3_client(self.settings).list_buckets()
         except Exception as exc:
-            return f"not answering: {type(exc).__name__}"
+            return f"S3 not answering: {type(exc).__name__}"
+        patient = Config(connect_timeout=2, read_timeout=self.dynamodb_timeout, retries={"max_attempts": 1})
+        try:
+            dynamodb_client(self.settings, patient).list_tables(Limit=1)
+        except Exception as exc:
+            return f"DynamoDB not answering: {type(exc).__name__}"
         return None
 
     def after_start(self) -> None:
@@ -109,6 +124,78 @@ class S3Emulator(Service):
     def health_detail(self) -> str | None:
         missing = missing_resources(self.settings)
         return f"missing {', '.join(missing)}" if missing else None
+
+    @staticmethod
+    def kind_of(argv: list[str]) -> str:
+        """Which emulator a recorded command line runs."""
+        return "localstack" if "localstack.runtime.main" in argv else "moto"
+
+
+class MotoEmulator(S3Emulator):
+    kind = "moto"
+    title = "S3 + DynamoDB + Kinesis emulator (moto)"
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "moto.server", "-H", self.settings.host, "-p", str(self.port)]
+
+
+class LocalStackEmulator(S3Emulator):
+    """LocalStack in host mode from its own environment, installed on first use (localstack_emulator)."""
+
+    kind = "localstack"
+    title = f"S3 + DynamoDB + Kinesis emulator (LocalStack {LOCALSTACK_VERSION})"
+    start_timeout = 180.0  # the first DynamoDB call starts DynamoDB Local (a JVM)
+    dynamodb_timeout = 120.0
+
+    @property
+    def install(self) -> LocalStackInstall:
+        return LocalStackInstall.of(self.settings)
+
+    @property
+    def root(self) -> Path:
+        """LocalStack's file-system root (its tmp, cache, state): part of the stack's state."""
+        return self.settings.state_path / "localstack"
+
+    def prepare(self, log: Log) -> None:
+        self.install.install(log)
+        self.install.link_libraries(self.root)
+
+    def argv(self) -> list[str]:
+        return [str(self.install.python), "-m", "localstack.runtime.main"]
+
+    def env(self) -> dict[str, str]:
+        env = child_env(self.settings, **self.install.env(self.settings, self.root))
+        for variable in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):  # never the project's 3.11 packages
+            env.pop(variable, None)
+        return env
+
+
+class ExternalEmulator(S3Emulator):
+    """An S3/DynamoDB endpoint the stack does not run (LAKEHOUSE_S3_ENDPOINT_URL): checked, never started."""
+
+    kind = "external"
+    title = "S3 + DynamoDB endpoint (external, LAKEHOUSE_S3_ENDPOINT_URL)"
+    managed = False
+    start_timeout = 20.0  # how long `up` waits for it to answer
+    dynamodb_timeout = 60.0  # LocalStack starts DynamoDB Local on the first call
+
+    @property
+    def address(self) -> str:
+        return str(self.settings.s3_endpoint_url)
+
+    def argv(self) -> list[str]:
+        raise StackError(f"the stack does not start {self.address}: it is external (LAKEHOUSE_S3_ENDPOINT_URL)")
+
+
+EMULATORS: dict[Emulator, type[S3Emulator]] = {"moto": MotoEmulator, "localstack": LocalStackEmulator}
+
+
+def s3_service(settings: Settings, kind: str | None = None) -> S3Emulator:
+    """The S3 service these settings ask for: an external endpoint when one is set, else the emulator
+    `settings.emulator` names (or `kind`, the one a running process was started as)."""
+    if kind is None and settings.s3_endpoint_is_external:
+        return ExternalEmulator(settings)
+    return EMULATORS[kind or settings.emulator](settings)  # type: ignore[index]
 
 
 class KafkaBroker(Service):
@@ -208,7 +295,7 @@ class Postgres(Service):
     def _reachable_by(self, user: str, path: Path) -> bool:
         return subprocess.run(["test", "-x", str(path)], user=user, check=False).returncode == 0
 
-    def prepare(self) -> None:
+    def prepare(self, log: Log) -> None:
         if (self.data_dir / "PG_VERSION").exists():
             return
         user = self.run_as()
@@ -328,30 +415,29 @@ class SyntheticApi(Service):
 
 class CdcPublisher(Service):
     name = "cdc"
-    title = "CDC publisher (Debezium embedded → Kafka)"
+    title = "CDC publisher (Debezium embedded → Kafka or Kinesis)"
     port_setting = ""  # no port of its own: a client of PostgreSQL and Kafka
     depends_on = ("postgres", "kafka")
-    # a fresh S3 emulator means an empty broker and lake: capture everything again
+    # a fresh S3 emulator means an empty broker (or Kinesis stream) and lake: capture everything again
     reset_when_restarted = ("s3",)
     start_timeout = 120.0
 
     @property
     def address(self) -> str:
+        if self.settings.cdc_transport == "kinesis":  # the stream lives on the S3 emulator's port
+            return f"slot {self.settings.cdc_slot_name} → kinesis {self.settings.kinesis_stream}"
         return f"slot {self.settings.cdc_slot_name} → {self.settings.kafka_bootstrap}"
 
     def argv(self) -> list[str]:
         return [sys.executable, "-m", "lakehouse.cli", "cdc", "publish"]
 
     def check(self) -> str | None:
-        from ingestion.cdc.publisher import slot_status
+        from ingestion.cdc.publisher import slot_health
 
         try:
-            slot = slot_status(self.settings)
+            return slot_health(self.settings)
         except psycopg.OperationalError:
             return "PostgreSQL not answering"
-        if slot is None:
-            return "replication slot not created yet"
-        return None if slot["active"] else "replication slot inactive"
 
     def reset(self) -> None:
         from ingestion.cdc.publisher import drop_slot
@@ -366,4 +452,10 @@ class CdcPublisher(Service):
 
 
 #: Start order: dependencies first.
-SERVICE_TYPES: tuple[type[Service], ...] = (S3Emulator, Postgres, KafkaBroker, SyntheticApi, CdcPublisher)
+SERVICE_TYPES: tuple[Callable[[Settings], Service], ...] = (
+    s3_service,
+    Postgres,
+    KafkaBroker,
+    SyntheticApi,
+    CdcPublisher,
+)

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from boto3.dynamodb.types import TypeSerializer
 
+from lakehouse.aws import dynamodb_client
 from lakehouse.settings import Settings
-from lakehouse.stack.resources import dynamodb_client
 from lakehouse.synthetic import vocab
 from lakehouse.synthetic.common import DAY_US, DateLike, GenerationResult, Window, begin, iso_us, rng_uuids
 from lakehouse.synthetic.db import connect

@@ -22,8 +22,8 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from lakehouse.aws import s3_client
 from lakehouse.settings import Settings
-from lakehouse.stack.resources import s3_client
 from lakehouse.synthetic import vocab
 from lakehouse.synthetic.common import (
     DAY_US,

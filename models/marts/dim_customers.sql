@@ -49,15 +49,15 @@ select
     customers.created_at as signed_up_at,
     orders.first_order_at,
     orders.last_order_at,
-    coalesce(orders.lifetime_orders, 0) as lifetime_orders,
-    coalesce(orders.lifetime_revenue, 0) as lifetime_revenue,
-    coalesce(carts.active_carts, 0) as active_carts,
-    coalesce(carts.abandoned_carts, 0) as abandoned_carts,
-    coalesce(carts.active_cart_value, 0) as active_cart_value,
+    cast(coalesce(orders.lifetime_orders, 0) as bigint) as lifetime_orders,
+    cast(coalesce(orders.lifetime_revenue, 0) as decimal(12, 2)) as lifetime_revenue,
+    cast(coalesce(carts.active_carts, 0) as bigint) as active_carts,
+    cast(coalesce(carts.abandoned_carts, 0) as bigint) as abandoned_carts,
+    cast(coalesce(carts.active_cart_value, 0) as decimal(12, 2)) as active_cart_value,
     customers.updated_at
 from customers
 left join orders on customers.customer_id = orders.customer_id
 left join shipping_addresses
     on customers.customer_id = shipping_addresses.customer_id
-    and shipping_addresses.rank_in_customer = 1
+        and shipping_addresses.rank_in_customer = 1
 left join carts on customers.customer_id = carts.customer_id

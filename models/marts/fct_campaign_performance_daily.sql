@@ -3,23 +3,30 @@
         materialized='incremental',
         incremental_strategy='append',
         partitioned_by=(['performance_date'] if target.type == 'athena' else none),
-        pre_hook="{{ replace_window('performance_date', restated=true) }}",
+        pre_hook="{{ replace_window('performance_date', restated=['orders', 'ad_spend']) }}",
         tags=['daily']
     )
 }}
 
--- Per campaign and day: ad spend (marketing API) against the revenue of the orders attributed to
--- the campaign (orders.campaign_id, revenue orders only, by UTC order date). ROAS = revenue / spend.
-with spend as (
+-- Per campaign and day: ad spend (marketing API) against the net revenue of the orders attributed
+-- to the campaign (orders.campaign_id, by UTC order date; cancelled and returned orders do not
+-- count, partial refunds are subtracted). ROAS = revenue / spend.
+-- Both in USD: spend converted at its spend date's rate, orders at their order date's.
+with rates as (
+    select * from {{ ref('int_currency_rates') }}
+),
+
+spend as (
     select
-        campaign_id,
-        spend_date as performance_date,
-        sum(impressions) as impressions,
-        sum(clicks) as clicks,
-        sum(spend) as spend
-    from {{ ref('stg_marketing__ad_spend') }}
-    where {{ in_window_or_restated('spend_date') }}
-    group by campaign_id, spend_date
+        ad_spend.campaign_id,
+        ad_spend.spend_date as performance_date,
+        sum(ad_spend.impressions) as impressions,
+        sum(ad_spend.clicks) as clicks,
+        sum({{ to_usd('ad_spend.spend', 'rates.usd_per_unit') }}) as spend
+    from {{ ref('stg_marketing__ad_spend') }} as ad_spend
+    left join rates on {{ rate_applies('rates', 'ad_spend.currency', 'ad_spend.spend_date') }}
+    where {{ in_window_or_restated('ad_spend.spend_date', ['orders', 'ad_spend']) }}
+    group by ad_spend.campaign_id, ad_spend.spend_date
 ),
 
 revenue as (
@@ -27,10 +34,11 @@ revenue as (
         campaign_id,
         order_date as performance_date,
         count(*) as attributed_orders,
-        sum(order_total) as attributed_revenue
+        sum(net_revenue_usd) as attributed_revenue
     from {{ ref('fct_orders') }}
-    where {{ in_window_or_restated('order_date') }}
+    where {{ in_window_or_restated('order_date', ['orders', 'ad_spend']) }}
         and counts_as_revenue
+        and order_status <> 'returned'
         and campaign_id is not null
     group by campaign_id, order_date
 ),
@@ -39,15 +47,15 @@ joined as (
     select
         coalesce(spend.campaign_id, revenue.campaign_id) as campaign_id,
         coalesce(spend.performance_date, revenue.performance_date) as performance_date,
-        coalesce(spend.impressions, 0) as impressions,
-        coalesce(spend.clicks, 0) as clicks,
-        coalesce(spend.spend, 0) as spend,
-        coalesce(revenue.attributed_orders, 0) as attributed_orders,
-        coalesce(revenue.attributed_revenue, 0) as attributed_revenue
+        cast(coalesce(spend.impressions, 0) as bigint) as impressions,
+        cast(coalesce(spend.clicks, 0) as bigint) as clicks,
+        cast(coalesce(spend.spend, 0) as decimal(12, 2)) as spend,
+        cast(coalesce(revenue.attributed_orders, 0) as bigint) as attributed_orders,
+        cast(coalesce(revenue.attributed_revenue, 0) as decimal(12, 2)) as attributed_revenue
     from spend
     full outer join revenue
         on spend.campaign_id = revenue.campaign_id
-        and spend.performance_date = revenue.performance_date
+            and spend.performance_date = revenue.performance_date
 ),
 
 campaigns as (

@@ -3,7 +3,7 @@
         materialized='incremental',
         incremental_strategy='append',
         partitioned_by=(['session_date'] if target.type == 'athena' else none),
-        pre_hook="{{ replace_window('session_date') }}",
+        pre_hook="{{ replace_window('session_date', restated=['clickstream']) }}",
         tags=['daily']
     )
 }}
@@ -13,7 +13,7 @@
 -- counts never increase down the funnel.
 with sessions as (
     select * from {{ ref('fct_web_sessions') }}
-    where {{ in_window('session_date') }}
+    where {{ in_window_or_restated('session_date', ['clickstream']) }}
 ),
 
 daily as (

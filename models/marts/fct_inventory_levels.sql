@@ -16,7 +16,7 @@ select
     inventory.quantity_on_hand,
     inventory.reorder_level,
     inventory.quantity_on_hand <= inventory.reorder_level as needs_reorder,
-    inventory.quantity_on_hand * products.cost as stock_value_at_cost,
+    cast(inventory.quantity_on_hand * products.cost as decimal(12, 2)) as stock_value_at_cost,
     inventory.updated_at
 from inventory
 left join products on inventory.product_id = products.product_id

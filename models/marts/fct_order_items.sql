@@ -3,7 +3,7 @@
         materialized='incremental',
         incremental_strategy='append',
         partitioned_by=(['order_date'] if target.type == 'athena' else none),
-        pre_hook="{{ replace_window('order_date', restated=true) }}",
+        pre_hook="{{ replace_window('order_date', restated=['orders']) }}",
         tags=['daily']
     )
 }}
@@ -12,7 +12,7 @@
 -- are left out until their order arrives).
 with orders as (
     select * from {{ ref('fct_orders') }}
-    where {{ in_window_or_restated('order_date') }}
+    where {{ in_window_or_restated('order_date', ['orders']) }}
 ),
 
 items as (
@@ -37,7 +37,7 @@ select
     items.discount,
     items.line_total,
     products.cost as unit_cost,
-    items.line_total - items.quantity * products.cost as line_margin
+    cast(items.line_total - items.quantity * products.cost as decimal(12, 2)) as line_margin
 from items
 inner join orders on items.order_id = orders.order_id
 left join products on items.product_id = products.product_id

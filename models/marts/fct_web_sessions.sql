@@ -3,17 +3,19 @@
         materialized='incremental',
         incremental_strategy='append',
         partitioned_by=(['session_date'] if target.type == 'athena' else none),
-        pre_hook="{{ replace_window('session_date') }}",
+        pre_hook="{{ replace_window('session_date', restated=['clickstream']) }}",
         tags=['daily']
     )
 }}
 
--- One row per clickstream session, dated by the UTC day of its first event. Events from a day
--- before to a day after the window are read, so that a session crossing midnight at either edge
--- is seen whole (and dated by its real first event): sessions are assumed to last under 24 hours.
+-- One row per clickstream session, dated by the UTC day of its first event. Every event from the
+-- day before the earliest day the run rebuilds (window start or restated day) onwards is read, so
+-- a session is seen whole up to its last event, and one crossing midnight into the earliest day is
+-- dated by its real first event. A session whose start lies before the events read here (it
+-- outlived that day of slack) is not re-dated: the day it was dated on keeps it.
 with events as (
     select * from {{ ref('int_clickstream__events') }}
-    where {{ in_window('event_date', start_slack_days=1, end_slack_days=1) }}
+    where {{ since_earliest_rebuilt_day('event_date', ['clickstream'], slack_days=1) }}
 ),
 
 ordered as (
@@ -81,4 +83,14 @@ select
     purchases > 0 as converted,
     order_id
 from dated
-where {{ in_window('session_date') }}
+where {{ in_window_or_restated('session_date', ['clickstream']) }}
+{%- if is_incremental() %}
+    -- a session the mart already holds on a day this run does not rebuild started before the events
+    -- read here: it keeps its date, never re-dated into this window
+    and not exists (
+        select 1
+        from {{ this }} as existing
+        where existing.session_id = dated.session_id
+            and not {{ in_window_or_restated('existing.session_date', ['clickstream']) }}
+    )
+{%- endif %}

@@ -9,5 +9,6 @@ select
     cast(clicks as bigint) as clicks,
     {{ to_decimal('spend', 12, 2) }} as spend,
     upper(trim(cast(currency as varchar))) as currency,
-    {{ to_utc_timestamp('updated_at') }} as updated_at
+    {{ to_utc_timestamp('updated_at') }} as updated_at,
+    {{ dlt_load_time('_dlt_load_id') }} as loaded_at
 from source

@@ -9,7 +9,7 @@ silver/history is behind its bronze (a run killed between the commits). The cont
 import hashlib
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -23,7 +23,8 @@ from lakehouse.settings import OLTP_TABLES, Settings, get_settings
 from orchestration.resources import LakehouseSettings
 
 OWNERS = ["team:data-platform"]
-SILVER_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=6), warn_window=timedelta(hours=1))
+#: asset check of each bronze table: failed (with the reason) while the sink has stopped the table
+FLOWING_CHECK = "flowing"
 
 
 def postgres_key(table: str) -> dg.AssetKey:
@@ -64,7 +65,7 @@ cdc_specs = [
         dg.AssetSpec(
             bronze_key(table),
             deps=[postgres_key(table)],
-            description=f"Append-only changelog of shop.{table}: every Debezium change once, with Kafka position.",
+            description=f"Append-only changelog of shop.{table}: every Debezium change once, with its stream position.",
             group_name="cdc_bronze",
             kinds={"delta", "kafka", "debezium"},
             owners=OWNERS,
@@ -76,7 +77,6 @@ cdc_specs = [
             group_name="silver",
             kinds={"delta", "s3"},
             owners=OWNERS,
-            freshness_policy=SILVER_FRESHNESS,
         ),
         dg.AssetSpec(
             history_key(table),
@@ -119,18 +119,34 @@ def _metadata(report: TableReport, uri: str, settings: Settings, **extra: int) -
         metadata["latest_source_change"] = dg.MetadataValue.timestamp(report.latest_source_ts)
         metadata["source_change_age_seconds"] = round((now - report.latest_source_ts).total_seconds(), 1)
     if report.last_offsets:
-        metadata["kafka_offsets"] = dg.MetadataValue.json({str(p): o for p, o in report.last_offsets.items()})
+        # per Kafka partition, or per Kinesis shard (the table's own offsets in it, see docs/cdc.md)
+        key = "kinesis_shard_offsets" if settings.cdc_transport == "kinesis" else "kafka_offsets"
+        metadata[key] = dg.MetadataValue.json({str(p): o for p, o in report.last_offsets.items()})
     return metadata
+
+
+flowing_checks = [
+    dg.AssetCheckSpec(
+        FLOWING_CHECK,
+        asset=bronze_key(table),
+        description=f"Fails while the sink has stopped {table} (incompatible schema change, offset out of range), "
+        "with the reason; passes once it applies the table again (docs/operations.md).",
+    )
+    for table in OLTP_TABLES
+]
 
 
 @dg.multi_asset(
     name="cdc_sink",
     specs=cdc_specs,
+    check_specs=flowing_checks,
     can_subset=True,
     retry_policy=dg.RetryPolicy(max_retries=2, delay=5),
     pool="cdc_sink",
 )
-def cdc_sink(context: dg.AssetExecutionContext, lakehouse: LakehouseSettings) -> Iterator[dg.MaterializeResult]:
+def cdc_sink(
+    context: dg.AssetExecutionContext, lakehouse: LakehouseSettings
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """Apply the CDC topics of the selected tables to bronze, silver and history, exactly once."""
     settings = lakehouse.get()
     config = SinkConfig.from_settings(settings)
@@ -140,6 +156,15 @@ def cdc_sink(context: dg.AssetExecutionContext, lakehouse: LakehouseSettings) ->
     blocked = {}
     for table in tables:
         entry = report.tables.get(table, TableReport(table))
+        if dg.AssetCheckKey(bronze_key(table), FLOWING_CHECK) in context.selected_asset_check_keys:
+            yield dg.AssetCheckResult(
+                asset_key=bronze_key(table),
+                check_name=FLOWING_CHECK,
+                passed=entry.error is None,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description=entry.error or f"the sink applies {table}",
+                metadata={"stopped": entry.error is not None},
+            )
         if entry.error:
             blocked[table] = entry.error
             continue
@@ -195,14 +220,20 @@ def _silver_check(table: str) -> dg.AssetChecksDefinition:
 silver_checks = [_silver_check(table) for table in OLTP_TABLES]
 
 
+def cdc_sensor_status(settings: Settings) -> dg.DefaultSensorStatus:
+    """Stopped where an always-on sink service applies CDC (prod): its runs would only compete with
+    it (and cost a Fargate task each). It stays for catch-up by hand and for the local stack."""
+    return dg.DefaultSensorStatus.STOPPED if settings.cdc_sink_service else dg.DefaultSensorStatus.RUNNING
+
+
 @dg.sensor(
     name="cdc_topics_sensor",
     minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=cdc_sensor_status(get_settings()),
     asset_selection=dg.AssetSelection.assets(*[k for t in OLTP_TABLES for k in _layer_keys(t)]),
     description=(
-        "Materializes the CDC assets of tables whose Kafka topics hold changes the lake has not seen, "
-        "or whose silver/history is behind bronze (a run killed between the commits)."
+        "Materializes the CDC assets of tables whose Kafka topics (or Kinesis stream) hold changes the lake "
+        "has not seen, or whose silver/history is behind bronze (a run killed between the commits)."
     ),
 )
 def cdc_topics_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:

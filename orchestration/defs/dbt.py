@@ -30,6 +30,10 @@ from orchestration.dbt_project import DBT_EXECUTABLE, dbt_project
 PARTITIONS_START_DATE = "2026-01-01"
 #: Layers of the dbt project (models/<layer>/), used as the first asset-key component and group.
 LAYERS: tuple[str, ...] = ("staging", "intermediate", "marts")
+#: Group and first asset-key component of the dbt seeds (reference data such as currency_rates).
+SEEDS_GROUP = "seeds"
+#: Asset check that `dbt source freshness` gives each lake asset a dbt source reads.
+SOURCE_FRESHNESS_CHECK = "dbt_source_freshness"
 #: Default of the late-arrival lookback (days rebuilt before a partition); the dbt var's default too.
 DEFAULT_LOOKBACK_DAYS = 2
 
@@ -46,16 +50,21 @@ def model_layer(dbt_resource_props: Mapping[str, Any]) -> str:
 
 
 class LakehouseDbtTranslator(DagsterDbtTranslator):
-    """Models keyed `[layer, model]` and grouped by layer; sources keyed by their meta (dagster-dbt default)."""
+    """Models keyed `[layer, model]` and grouped by layer, seeds `[seeds, seed]`; sources keyed by
+    their meta (dagster-dbt default)."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] == "model":
             return dg.AssetKey([model_layer(dbt_resource_props), dbt_resource_props["name"]])
+        if dbt_resource_props["resource_type"] == "seed":
+            return dg.AssetKey([SEEDS_GROUP, dbt_resource_props["name"]])
         return super().get_asset_key(dbt_resource_props)
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         if dbt_resource_props["resource_type"] == "model":
             return model_layer(dbt_resource_props)
+        if dbt_resource_props["resource_type"] == "seed":
+            return SEEDS_GROUP
         return super().get_group_name(dbt_resource_props)
 
     def get_tags(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, str]:
@@ -127,8 +136,134 @@ def dbt_lakehouse(context: dg.AssetExecutionContext, dbt: DbtCliResource, config
         args.append("--full-refresh")
     context.log.info(f"dbt {' '.join(args)} (target {settings.resolved_dbt_target})")
     with settings_environment(settings):
-        invocation = dbt.cli(args, context=context)  # the subprocess starts here, with this env
-    yield from invocation.stream()
+        invocation = dbt.cli(args, context=context)  # the subprocess (and dbt's adapter) start here, with this env
+    # column schema (types as built) and column-level lineage (sqlglot over the compiled SQL) on each
+    # model's materialization; on DuckDB read after dbt exits (one process may hold the file)
+    yield from invocation.stream().fetch_column_metadata()
+    release_warehouse(invocation.adapter)
+
+
+def release_warehouse(adapter: Any) -> None:
+    """Close the in-process dbt adapter's connections (column metadata). dbt-duckdb also keeps the
+    database open process-wide: close it, or nothing else in this process (a later step of an
+    in-process run) could open the warehouse file with other settings."""
+    if adapter is None:
+        return
+    adapter.cleanup_connections()
+    close_all = getattr(type(adapter.connections), "close_all_connections", None)
+    if close_all is not None:
+        close_all()
+
+
+def source_freshness_specs(manifest: Mapping[str, Any]) -> list[dg.AssetCheckSpec]:
+    """One `dbt_source_freshness` check on each lake asset a dbt source with a freshness policy
+    maps to (models/staging/_sources.yml: loaded_at_field, warn_after/error_after)."""
+    specs: dict[dg.AssetKey, dg.AssetCheckSpec] = {}
+    for source in manifest["sources"].values():
+        freshness = source.get("freshness") or {}
+        if not any((freshness.get(level) or {}).get("count") for level in ("warn_after", "error_after")):
+            continue
+        key = translator.get_asset_key(source)
+        specs[key] = dg.AssetCheckSpec(
+            SOURCE_FRESHNESS_CHECK,
+            asset=key,
+            description=f"dbt source freshness of {source['source_name']}.{source['name']}: newest "
+            f"{source.get('loaded_at_field') or 'row'} against {_criteria(freshness)}.",
+        )
+    return list(specs.values())
+
+
+def _criteria(freshness: Mapping[str, Any]) -> str:
+    parts = []
+    for level in ("warn_after", "error_after"):
+        rule = freshness.get(level) or {}
+        if rule.get("count"):
+            parts.append(f"{level.split('_')[0]} after {rule['count']} {rule['period']}(s)")
+    return ", ".join(parts)
+
+
+def freshness_check_results(
+    sources_json: Mapping[str, Any], manifest: Mapping[str, Any], specs: list[dg.AssetCheckSpec]
+) -> list[dg.AssetCheckResult]:
+    """dbt's sources.json as one result per check: pass = passed; warn = failed with WARN severity;
+    error and runtime error (e.g. an unreadable table) = failed with ERROR severity. A check dbt did
+    not evaluate fails too, saying so."""
+    results: dict[dg.AssetKey, dg.AssetCheckResult] = {}
+    for result in sources_json.get("results", []):
+        source = manifest["sources"].get(result.get("unique_id"))
+        if source is None:
+            continue
+        key = translator.get_asset_key(source)
+        status = str(result.get("status"))
+        metadata: dict[str, Any] = {"dbt_source": f"{source['source_name']}.{source['name']}", "status": status}
+        if status == "runtime error":
+            metadata["error"] = str(result.get("error") or result.get("message") or "")[:2000]
+        else:
+            metadata["max_loaded_at"] = str(result.get("max_loaded_at"))
+            metadata["snapshotted_at"] = str(result.get("snapshotted_at"))
+            age = result.get("max_loaded_at_time_ago_in_s")
+            metadata["age_hours"] = dg.MetadataValue.float(round(float(age) / 3600, 2)) if age is not None else None
+            metadata["criteria"] = _criteria(result.get("criteria") or {})
+        results[key] = dg.AssetCheckResult(
+            asset_key=key,
+            check_name=SOURCE_FRESHNESS_CHECK,
+            passed=status == "pass",
+            severity=dg.AssetCheckSeverity.WARN if status == "warn" else dg.AssetCheckSeverity.ERROR,
+            metadata={name: value for name, value in metadata.items() if value is not None},
+        )
+    for spec in specs:
+        if spec.asset_key not in results:
+            results[spec.asset_key] = dg.AssetCheckResult(
+                asset_key=spec.asset_key,
+                check_name=SOURCE_FRESHNESS_CHECK,
+                passed=False,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata={"status": "not evaluated by dbt source freshness"},
+            )
+    return [results[spec.asset_key] for spec in specs]
+
+
+_manifest = json.loads(dbt_project.manifest_path.read_text())
+freshness_specs = source_freshness_specs(_manifest)
+
+
+@dg.multi_asset_check(
+    specs=freshness_specs,
+    name="dbt_source_freshness",
+    description="`dbt source freshness` over every lake table the dbt project reads.",
+    pool="dbt_warehouse",
+    # a run selecting asset groups takes the checks of its lake assets only (the landing manifest
+    # has no asset): without subsetting, such a job cannot be built at all
+    can_subset=True,
+)
+def dbt_source_freshness(context: dg.AssetCheckExecutionContext, dbt: DbtCliResource) -> Iterator[dg.AssetCheckResult]:
+    settings = get_settings()
+    extension_directory(settings)
+    with settings_environment(settings):
+        # exit code 1 = some source is stale: that is a check result, not a failure of the op
+        invocation = dbt.cli(["source", "freshness"], raise_on_error=False, manifest=dbt_project.manifest_path)
+    invocation.wait()
+    try:
+        sources = invocation.get_artifact("sources.json")
+    except FileNotFoundError:
+        raise dg.Failure(f"dbt source freshness wrote no sources.json:\n{invocation.get_error()}") from None
+    context.log.info(f"dbt source freshness: {len(sources.get('results', []))} sources evaluated")
+    selected = [spec for spec in freshness_specs if spec.key in context.selected_asset_check_keys]
+    yield from freshness_check_results(sources, _manifest, selected)
+
+
+dbt_source_freshness_job = dg.define_asset_job(
+    "dbt_source_freshness_job",
+    selection=dg.AssetSelection.checks(dbt_source_freshness),
+    description="dbt source freshness of the lake tables dbt reads, as asset checks on them.",
+)
+
+dbt_source_freshness_schedule = dg.ScheduleDefinition(
+    name="dbt_source_freshness_schedule",
+    job=dbt_source_freshness_job,
+    cron_schedule="45 * * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
 
 
 dbt_daily_job = dg.define_asset_job(
@@ -137,8 +272,14 @@ dbt_daily_job = dg.define_asset_job(
     description="dbt build of one day (plus the lookback) over every layer.",
 )
 
+# Running by default: every day at 01:30 UTC, yesterday's partition (plus the lookback) is built,
+# so marts exist without anyone finding and starting the schedule (docs/transformation.md).
 dbt_daily_schedule = dg.build_schedule_from_partitioned_job(
-    dbt_daily_job, hour_of_day=1, minute_of_hour=30, name="dbt_daily_schedule"
+    dbt_daily_job,
+    hour_of_day=1,
+    minute_of_hour=30,
+    name="dbt_daily_schedule",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
 
@@ -155,7 +296,8 @@ def dbt_resource(settings: Settings) -> DbtCliResource:
 def dbt_definitions() -> dg.Definitions:
     return dg.Definitions(
         assets=[dbt_lakehouse],
-        jobs=[dbt_daily_job],
-        schedules=[dbt_daily_schedule],
+        asset_checks=[dbt_source_freshness],
+        jobs=[dbt_daily_job, dbt_source_freshness_job],
+        schedules=[dbt_daily_schedule, dbt_source_freshness_schedule],
         resources={"dbt": dbt_resource(get_settings())},
     )

@@ -1,9 +1,9 @@
-"""dlt assets: DynamoDB, S3 landing files and the marketing API → bronze Delta tables.
+"""dlt assets: DynamoDB and the marketing API → bronze Delta tables (landing files: `landing.py`).
 
 Thin wrappers over `ingestion.dlt_sources`: one `@dlt_assets` per pipeline (each with its own dlt
 working directory and a concurrency pool, so two runs never share dlt state), keys
-`bronze/<source>/<table>`, schedules for DynamoDB and the API, and the landing loads driven by the
-S3 sensor in `landing.py` (which passes the new object keys in run config).
+`bronze/<source>/<table>`, schedules for DynamoDB and the API. The external source assets of
+every source system (`dynamodb/*`, `s3_landing/*`, `marketing_api/*`) are declared here.
 """
 
 from collections.abc import Iterator
@@ -12,16 +12,17 @@ from typing import Any
 import dagster as dg
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
-from pydantic import Field
 
 from ingestion.dlt_sources import (
     delta_version,
     dynamodb_source,
-    landing_source,
     make_pipeline,
     marketing_source,
 )
+from ingestion.dlt_sources.checks import variant_outcome
 from ingestion.dlt_sources.core import bronze_table_uri
+from ingestion.dlt_sources.marketing import PRIMARY_KEYS as MARKETING_KEYS
+from lakehouse.aws import DYNAMODB_KEYS
 from lakehouse.settings import Settings, get_settings
 
 OWNERS = ["team:data-platform"]
@@ -135,35 +136,30 @@ def marketing_schedule_status(settings: Settings) -> dg.DefaultScheduleStatus:
     return dg.DefaultScheduleStatus.RUNNING if settings.marketing_api_base_url else dg.DefaultScheduleStatus.STOPPED
 
 
-class LandingObjects(dg.Config):
-    """Object keys to load (from the S3 sensor); empty = every object not loaded yet."""
-
-    keys: list[str] = Field(default_factory=list)
-    verify: bool = Field(
-        default=False,
-        description="Ask bronze (not the dlt state) which objects it holds: the repair run after a load "
-        "that failed for good (docs/ingestion-batch.md).",
+def _variant_check(dataset: str, table: str, key_columns: tuple[str, ...]) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=dg.AssetKey(["bronze", dataset, table]),
+        name="variant_columns",
+        description="Fails when more than LAKEHOUSE_BRONZE_MAX_VARIANT_ROWS rows hold a value of another type "
+        "in a dlt variant column (`<column>__v_<type>`, never read by staging), naming their keys.",
     )
+    def check() -> dg.AssetCheckResult:
+        settings = get_settings()
+        outcome = variant_outcome(settings, dataset, table, key_columns, settings.bronze_max_variant_rows)
+        return dg.AssetCheckResult(
+            passed=outcome.passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=outcome.description,
+            metadata=outcome.metadata,
+        )
+
+    return check
 
 
-def _landing_assets(kind: str) -> dg.AssetsDefinition:
-    @dlt_assets(
-        dlt_source=landing_source(_settings, kind=kind),
-        dlt_pipeline=make_pipeline(_settings, f"bronze_landing_{kind}"),
-        name=f"bronze_landing_{kind}",
-        dagster_dlt_translator=BronzeTranslator("landing"),
-        pool="dlt_landing",  # both landing pipelines write the shared quarantine table
-    )
-    def load(context: dg.AssetExecutionContext, dlt: DagsterDltResource, config: LandingObjects) -> Iterator[Any]:
-        source = landing_source(get_settings(), object_keys=config.keys or None, kind=kind, verify=config.verify)
-        context.log.info("loading %s", f"{len(config.keys)} new objects" if config.keys else "all unloaded objects")
-        yield from _with_lake_metadata(dlt.run(context=context, dlt_source=source), "landing")
-
-    return load
-
-
-bronze_landing_clickstream = _landing_assets("clickstream")
-bronze_landing_partner_feeds = _landing_assets("partner_feeds")
+variant_checks = [
+    *(_variant_check("dynamodb", t, (DYNAMODB_KEYS[t],)) for t in ("carts", "sessions", "reviews")),
+    *(_variant_check("marketing", t, MARKETING_KEYS[t]) for t in ("campaigns", "ad_spend")),
+]
 
 # transient failures (throttling, a restarting emulator) are retried per op by the scheduled jobs
 dynamodb_job = dg.define_asset_job(
@@ -172,22 +168,14 @@ dynamodb_job = dg.define_asset_job(
 marketing_job = dg.define_asset_job(
     "load_marketing_api", selection=dg.AssetSelection.assets(bronze_marketing), op_retry_policy=RETRY
 )
-landing_catch_up_job = dg.define_asset_job(
-    "load_landing_catch_up",
-    selection=dg.AssetSelection.assets(bronze_landing_clickstream, bronze_landing_partner_feeds),
-    description="Load every landing object bronze does not hold yet (safety net behind the S3 sensor).",
-    op_retry_policy=RETRY,
-)
-
 defs = dg.Definitions(
     assets=[
         *_source_specs(),
         bronze_dynamodb,
         bronze_marketing,
-        bronze_landing_clickstream,
-        bronze_landing_partner_feeds,
     ],
-    jobs=[dynamodb_job, marketing_job, landing_catch_up_job],
+    asset_checks=variant_checks,
+    jobs=[dynamodb_job, marketing_job],
     schedules=[
         dg.ScheduleDefinition(
             job=dynamodb_job, cron_schedule="*/30 * * * *", default_status=dg.DefaultScheduleStatus.RUNNING
@@ -196,9 +184,6 @@ defs = dg.Definitions(
             job=marketing_job,
             cron_schedule="15 * * * *",
             default_status=marketing_schedule_status(_settings),
-        ),
-        dg.ScheduleDefinition(
-            job=landing_catch_up_job, cron_schedule="30 2 * * *", default_status=dg.DefaultScheduleStatus.RUNNING
         ),
     ],
     resources={"dlt": DagsterDltResource()},

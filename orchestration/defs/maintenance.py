@@ -6,9 +6,12 @@ runs while Dagster runs the ingestion that writes it (outside writers such as th
 sink are safe too: their commits are fenced and retried).
 """
 
+import json
+
 import dagster as dg
 
 from lakehouse.lake import LAKE_TABLES, LakeTable, compact, purge_tombstones, vacuum
+from lakehouse.settings import Settings, get_settings
 from orchestration.resources import LakehouseSettings
 
 #: writer → the concurrency pool its Dagster assets use
@@ -72,11 +75,21 @@ def _maintenance_asset(writer: str) -> dg.AssetsDefinition:
 
 maintenance_assets = [_maintenance_asset(writer) for writer in WRITER_POOLS]
 
+
+def maintenance_run_tags(settings: Settings) -> dict[str, str]:
+    """On ECS, runs of this job take the maintenance task role (EcsRunLauncher task override): only
+    it may delete bronze/cdc files, which VACUUM needs and no other run may do (terraform iam.tf)."""
+    if not settings.maintenance_task_role_arn:
+        return {}
+    return {"ecs/task_overrides": json.dumps({"taskRoleArn": settings.maintenance_task_role_arn})}
+
+
 delta_maintenance_job = dg.define_asset_job(
     "delta_maintenance",
     selection=dg.AssetSelection.groups("maintenance"),
     executor_def=dg.in_process_executor,
     description="Compact and vacuum every Delta table of the lake.",
+    tags=maintenance_run_tags(get_settings()),
 )
 
 defs = dg.Definitions(

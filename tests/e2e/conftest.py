@@ -27,7 +27,12 @@ def lakehouse_cli(settings: Settings, *args: str, timeout: float = 600) -> subpr
 
 @pytest.fixture(scope="session")
 def demo(local_stack: LocalStack, settings: Settings) -> Settings:
-    """The whole lakehouse built by the demo command (stack, data, ingestion, dbt backfill, maintenance)."""
-    result = lakehouse_cli(settings, "demo", "--no-ui", timeout=1800)
+    """The whole lakehouse built by the demo command (stack, data, ingestion, dbt backfill, maintenance).
+
+    The demo is given the session's emulator as an external endpoint (LAKEHOUSE_S3_ENDPOINT_URL), the way a
+    user points it at a LocalStack or moto of their own: it must use it rather than start another one.
+    """
+    external = settings.model_copy(update={"s3_endpoint_url": settings.s3_endpoint})
+    result = lakehouse_cli(external, "demo", "--no-ui", timeout=1800)
     assert result.returncode == 0, f"demo failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return settings

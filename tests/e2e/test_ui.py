@@ -20,7 +20,7 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from lakehouse.dagster_instance import REPO_ROOT, dagster_env
-from lakehouse.demo import DEFINITIONS_MODULE, default_window
+from lakehouse.demo import DEFINITIONS_MODULE, recorded_window
 from lakehouse.settings import Settings
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -111,9 +111,12 @@ def test_asset_graph_shows_the_whole_lineage(dagster_ui: str, page: Page) -> Non
     page.screenshot(path=str(ARTIFACTS / "ui-asset-graph.png"))
 
 
-def test_partition_range_backfill_launched_from_the_ui_succeeds_in_one_run(dagster_ui: str, page: Page) -> None:
+def test_partition_range_backfill_launched_from_the_ui_succeeds_in_one_run(
+    demo: Settings, dagster_ui: str, page: Page
+) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    last = default_window().start + dt.timedelta(days=default_window().days - 1)
+    window = recorded_window(demo)
+    last = window.start + dt.timedelta(days=window.days - 1)
     first = last - dt.timedelta(days=2)
     page.goto(f"{dagster_ui}/assets/marts/fct_daily_revenue", timeout=120_000)
     page.locator("button", has_text="Materialize").first.click()

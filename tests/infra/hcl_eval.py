@@ -93,32 +93,93 @@ class _Parser:
         self.pos = match.end()
         return match.group()
 
-    # -- grammar: expression := primary postfix*
+    # -- grammar (lowest precedence first): conditional, ||, &&, ==/!=, comparisons, +/-, *,/,%,
+    #    unary !/-, then primary postfix* (.attr, [index], [*] splat)
     def expression(self) -> Callable[[Scope, dict[str, Any]], Any]:
+        condition = self._binary(0)
+        if self.accept("?"):
+            if_true = self.expression()
+            self.expect(":")
+            if_false = self.expression()
+
+            def conditional(scope: Scope, env: dict[str, Any]) -> Any:
+                chosen = condition(scope, env)
+                if not isinstance(chosen, bool):
+                    raise HclEvalError(f"condition is not a bool: {chosen!r}")
+                return if_true(scope, env) if chosen else if_false(scope, env)
+
+            return conditional
+        return condition
+
+    def _binary(self, level: int) -> Callable[[Scope, dict[str, Any]], Any]:
+        if level == len(_BINARY_LEVELS):
+            return self.unary()
+        left = self._binary(level + 1)
+        while True:
+            self.skip_ws()
+            operator = next((op for op in _BINARY_LEVELS[level] if self._at_operator(op)), None)
+            if operator is None:
+                return left
+            self.pos += len(operator)
+            right = self._binary(level + 1)
+            left = _binary_node(operator, left, right)
+
+    def _at_operator(self, operator: str) -> bool:
+        if not self.text.startswith(operator, self.pos):
+            return False
+        following = self.text[self.pos + len(operator) : self.pos + len(operator) + 1]
+        if operator in ("<", ">", "!") and following == "=":
+            return False  # <=, >=, != are their own operators
+        if operator == "=" or (operator in ("<", ">") and following == ">"):
+            return False
+        return not (operator == "-" and following == ">")
+
+    def unary(self) -> Callable[[Scope, dict[str, Any]], Any]:
+        self.skip_ws()
+        if self.peek() == "!" and self.peek(2) != "!=":
+            self.pos += 1
+            operand = self.unary()
+            return lambda scope, env: not _as_bool(operand(scope, env))
+        if self.peek() == "-" and not _NUMBER.match(self.text, self.pos):
+            self.pos += 1
+            negated = self.unary()
+            return lambda scope, env: -negated(scope, env)
+        return self.postfix()
+
+    def postfix(self) -> Callable[[Scope, dict[str, Any]], Any]:
         node = self.primary()
         while True:
             self.skip_ws()
             if self.peek() == "." and self.peek(3) != "...":
                 self.pos += 1
+                if self.peek() == "*":
+                    self.pos += 1
+                    node = _splat(node, [])
+                    continue
                 name = self.ident()
                 node = _getattr(node, name)
+            elif self.text.startswith("[*]", self.pos):
+                self.pos += 3
+                path: list[str] = []
+                while self.peek() == "." and self.peek(3) != "...":
+                    self.pos += 1
+                    path.append(self.ident())
+                node = _splat(node, path)
             elif self.peek() == "[":
                 self.pos += 1
                 index = self.expression()
                 self.expect("]")
                 node = _getindex(node, index)
             else:
-                break
-        self.skip_ws()
-        if self.pos < len(self.text) and self.text[self.pos] in "?=!<>&|+*/%" and self.peek(2) != "=>":
-            raise HclEvalError(f"operators and conditionals are not supported: {self.text!r}")
-        return node
+                return node
 
     def primary(self) -> Callable[[Scope, dict[str, Any]], Any]:
         self.skip_ws()
         char = self.peek()
         if char in "\"'":
             return self.string(char)
+        if self.peek(2) in ("\\'", '\\"'):  # a quote escaped by the parser's repr of a nested string
+            return self.string(self.peek(2))
         if char == "[":
             self.pos += 1
             return self.tuple_or_for()
@@ -136,9 +197,9 @@ class _Parser:
             value = float(number.group()) if number.group(1) else int(number.group())
             return lambda scope, env: value
         name = self.ident()
-        if name in ("true", "false"):
-            return lambda scope, env: name == "true"
-        if name == "null":
+        if name in ("true", "false", "True", "False"):  # the parser renders nested values as Python reprs
+            return lambda scope, env: name in ("true", "True")
+        if name in ("null", "None"):
             return lambda scope, env: None
         self.skip_ws()
         if self.peek() == "(":
@@ -156,8 +217,8 @@ class _Parser:
             if self.pos >= len(self.text):
                 raise HclEvalError(f"unterminated string in {self.text!r}")
             char = self.text[self.pos]
-            if char == quote:
-                self.pos += 1
+            if self.text.startswith(quote, self.pos):
+                self.pos += len(quote)
                 break
             if char == "\\":
                 nxt = self.text[self.pos + 1 : self.pos + 2]
@@ -216,11 +277,12 @@ class _Parser:
         if self.accept("for"):
             first, second, collection = self._for_header()
             item = self.expression()
-            if self.accept("if"):
-                raise HclEvalError("for expressions with 'if' are not supported")
+            keep = self.expression() if self.accept("if") else _constant(True)
             self.expect("]")
             return lambda scope, env: [
-                item(scope, loop_env) for loop_env in _loop(collection(scope, env), first, second, env)
+                item(scope, loop_env)
+                for loop_env in _loop(collection(scope, env), first, second, env)
+                if _as_bool(keep(scope, loop_env))
             ]
         items: list[Callable[[Scope, dict[str, Any]], Any]] = []
         while not self.accept("]"):
@@ -234,23 +296,91 @@ class _Parser:
             key = self.expression()
             self.expect("=>")
             value = self.expression()
-            if self.accept("if"):
-                raise HclEvalError("for expressions with 'if' are not supported")
+            grouped = self.accept("...")
+            if grouped:
+                raise HclEvalError("grouping for expressions (...) are not supported")
+            keep = self.expression() if self.accept("if") else _constant(True)
             self.expect("}")
             return lambda scope, env: {
                 key(scope, loop_env): value(scope, loop_env)
                 for loop_env in _loop(collection(scope, env), first, second, env)
+                if _as_bool(keep(scope, loop_env))
             }
         entries: list[tuple[Callable[[Scope, dict[str, Any]], Any], Callable[[Scope, dict[str, Any]], Any]]] = []
         while not self.accept("}"):
             self.skip_ws()
-            quoted = self.peek() in "\"'"
-            key_node = self.string(self.peek()) if quoted else _constant(self.ident())
+            if self.peek() in "\"'":
+                key_node = self.string(self.peek())
+            elif self.peek(2) in ("\\'", '\\"'):
+                key_node = self.string(self.peek(2))
+            else:
+                key_node = _constant(self.ident())
             if not (self.accept("=") or self.accept(":")):
                 raise HclEvalError(f"expected '=' in object {self.text!r}")
             entries.append((key_node, self.expression()))
             self.accept(",")
         return lambda scope, env: {key(scope, env): value(scope, env) for key, value in entries}
+
+
+_BINARY_LEVELS: tuple[tuple[str, ...], ...] = (
+    ("||",),
+    ("&&",),
+    ("==", "!="),
+    ("<=", ">=", "<", ">"),
+    ("+", "-"),
+    ("*", "/", "%"),
+)
+
+
+def _as_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise HclEvalError(f"expected a bool, got {value!r}")
+    return value
+
+
+def _binary_node(
+    operator: str, left: Callable[[Scope, dict[str, Any]], Any], right: Callable[[Scope, dict[str, Any]], Any]
+) -> Callable[[Scope, dict[str, Any]], Any]:
+    def evaluate(scope: Scope, env: dict[str, Any]) -> Any:
+        if operator == "||":
+            return _as_bool(left(scope, env)) or _as_bool(right(scope, env))
+        if operator == "&&":
+            return _as_bool(left(scope, env)) and _as_bool(right(scope, env))
+        a, b = left(scope, env), right(scope, env)
+        if operator == "==":
+            return a == b
+        if operator == "!=":
+            return a != b
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b)):
+            raise HclEvalError(f"operator {operator} needs numbers, got {a!r} and {b!r}")
+        results = {
+            "<": lambda: a < b,
+            ">": lambda: a > b,
+            "<=": lambda: a <= b,
+            ">=": lambda: a >= b,
+            "+": lambda: a + b,
+            "-": lambda: a - b,
+            "*": lambda: a * b,
+            "/": lambda: a / b,
+            "%": lambda: a % b,
+        }
+        return results[operator]()
+
+    return evaluate
+
+
+def _splat(node: Callable[[Scope, dict[str, Any]], Any], path: list[str]) -> Callable[[Scope, dict[str, Any]], Any]:
+    def evaluate(scope: Scope, env: dict[str, Any]) -> Any:
+        base = node(scope, env)
+        items = list(base.values()) if isinstance(base, Mapping) else list(base)
+        out = []
+        for item in items:
+            for name in path:
+                item = item[name] if isinstance(item, Mapping) else getattr(item, name)
+            out.append(item)
+        return out
+
+    return evaluate
 
 
 def _constant(value: Any) -> Callable[[Scope, dict[str, Any]], Any]:
@@ -268,6 +398,8 @@ def _template(parts: list[Any]) -> Callable[[Scope, dict[str, Any]], Any]:
 
 
 def _to_string(value: Any) -> str:
+    if isinstance(value, Unknown):
+        return str(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (str, int, float)):
@@ -281,6 +413,8 @@ def _reference(name: str) -> Callable[[Scope, dict[str, Any]], Any]:
             return env[name]
         if name in ("var", "local"):
             return _Namespace(scope, name)
+        if scope.resolver is not None:
+            return scope.resolver(name)
         raise HclEvalError(f"cannot evaluate reference {name!r} (only var.*, local.* and loop variables)")
 
     return evaluate
@@ -299,6 +433,8 @@ def _getattr(node: Callable[[Scope, dict[str, Any]], Any], name: str) -> Callabl
             return base.scope.var(name) if base.kind == "var" else base.scope.local(name)
         if isinstance(base, Mapping) and name in base:
             return base[name]
+        if hasattr(base, "hcl_attr"):
+            return base.hcl_attr(name)
         raise HclEvalError(f"no attribute {name!r} in {base!r}")
 
     return evaluate
@@ -309,6 +445,8 @@ def _getindex(
 ) -> Callable[[Scope, dict[str, Any]], Any]:
     def evaluate(scope: Scope, env: dict[str, Any]) -> Any:
         base, key = node(scope, env), index(scope, env)
+        if hasattr(base, "hcl_index"):
+            return base.hcl_index(key)
         try:
             return base[key]
         except (KeyError, IndexError, TypeError) as err:
@@ -361,6 +499,19 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "tostring": _to_string,
     "lower": lambda s: s.lower(),
     "upper": lambda s: s.upper(),
+    "length": len,
+    "contains": lambda collection, value: value in collection,
+    "toset": lambda items: sorted(set(items), key=str),
+    "tolist": list,
+    "sort": lambda items: sorted(items),
+    "distinct": lambda items: list(dict.fromkeys(items)),
+    "lookup": lambda m, key, default=None: m.get(key, default),
+    "coalesce": lambda *values: next(v for v in values if v not in (None, "")),
+    "endswith": lambda s, suffix: s.endswith(suffix),
+    "startswith": lambda s, prefix: s.startswith(prefix),
+    "tonumber": lambda v: v if isinstance(v, (int, float)) else (float(v) if "." in str(v) else int(v)),
+    "setproduct": lambda *sets: [list(t) for t in __import__("itertools").product(*sets)],
+    "jsonencode": lambda v: __import__("json").dumps(v, separators=(",", ":")),
 }
 
 
@@ -427,6 +578,8 @@ class Scope:
 
     variables: dict[str, Any] = field(default_factory=dict)  # value or zero-argument callable
     locals_raw: dict[str, Any] = field(default_factory=dict)
+    #: values of other roots (resources, data sources, modules, each): name -> object
+    resolver: Callable[[str], Any] | None = None
     _cache: dict[str, Any] = field(default_factory=dict)
     _active: set[str] = field(default_factory=set)
 
@@ -462,6 +615,7 @@ class Module:
     modules: dict[str, dict[str, Any]]
     resources: dict[str, dict[str, dict[str, Any]]]
     outputs: dict[str, dict[str, Any]]
+    data: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     @classmethod
     def from_documents(cls, path: Path, documents: Mapping[Path, Mapping[str, Any]]) -> Module:
@@ -470,6 +624,7 @@ class Module:
         modules: dict[str, dict[str, Any]] = {}
         resources: dict[str, dict[str, dict[str, Any]]] = {}
         outputs: dict[str, dict[str, Any]] = {}
+        data: dict[str, dict[str, dict[str, Any]]] = {}
         for file, doc in sorted(documents.items()):
             if file.parent != path or file.suffix != ".tf":
                 continue
@@ -485,15 +640,17 @@ class Module:
                 for rtype, named in clean(block).items():
                     for name, body in clean(named).items():
                         resources.setdefault(rtype, {})[name] = clean(body)
-        return cls(path, variables, locals_raw, modules, resources, outputs)
+            for block in doc.get("data", []):
+                for dtype, named in clean(block).items():
+                    for name, body in clean(named).items():
+                        data.setdefault(dtype, {})[name] = clean(body)
+        return cls(path, variables, locals_raw, modules, resources, outputs, data)
 
-    def scope(self, values: Mapping[str, Any] | None = None) -> Scope:
+    def scope(self, values: Mapping[str, Any] | None = None, resolver: Callable[[str], Any] | None = None) -> Scope:
         """Scope with variable defaults overridden by `values` (values may be callables)."""
-        variables: dict[str, Any] = {
-            name: attr(body["default"]) for name, body in self.variables.items() if "default" in body
-        }
+        variables: dict[str, Any] = {name: _default(body) for name, body in self.variables.items() if "default" in body}
         variables.update(values or {})
-        return Scope(variables=variables, locals_raw=dict(self.locals_raw))
+        return Scope(variables=variables, locals_raw=dict(self.locals_raw), resolver=resolver)
 
     def module_inputs(self, call: str, scope: Scope) -> dict[str, Callable[[], Any]]:
         """Arguments of `module "<call>"` as lazy values evaluated in this module's `scope`."""
@@ -510,3 +667,39 @@ class Module:
 
     def module_source(self, call: str) -> Path:
         return (self.path / attr(self.modules[call]["source"])).resolve()
+
+
+def _default(body: Mapping[str, Any]) -> Any:
+    """A variable's default as a value (the parser keeps `null` as the string "null")."""
+    value = attr(body["default"])
+    return None if value == "null" else value
+
+
+@dataclass(frozen=True)
+class Unknown:
+    """A value known only after apply (a resource attribute, a data source): `<path>` in strings.
+
+    `placeholders` maps a path prefix (e.g. "aws_iam_role.task") to a function giving a realistic
+    value for the rest of the path, e.g. an ARN, where a test needs one.
+    """
+
+    path: str
+
+    def hcl_attr(self, name: str) -> Unknown:
+        return Unknown(f"{self.path}.{name}")
+
+    def hcl_index(self, key: Any) -> Unknown:
+        return Unknown(f"{self.path}[{key}]")
+
+    def __str__(self) -> str:
+        return f"<{self.path}>"
+
+
+def unknown_resolver(known: Mapping[str, Any] | None = None) -> Callable[[str], Any]:
+    """Resolver for Scope: `known` values by root name (e.g. "module", "data"), else Unknown."""
+    known = dict(known or {})
+
+    def resolve(name: str) -> Any:
+        return known[name] if name in known else Unknown(name)
+
+    return resolve

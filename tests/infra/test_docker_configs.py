@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,8 @@ import yaml
 
 from lakehouse.settings import OLTP_TABLES, Settings
 
-from .hcl_eval import Module, evaluate
-from .support import DOCKER_DIR, REPO_ROOT, TERRAFORM_DIR
+from .support import DOCKER_DIR, REPO_ROOT
+from .terraform_cli import Plan
 
 DAGSTER_ENV = {
     "DAGSTER_PG_HOST": "db",
@@ -24,6 +25,7 @@ DAGSTER_ENV = {
     "DAGSTER_RUN_TASK_DEFINITION": "run",
     "DAGSTER_COMPUTE_LOGS_BUCKET": "bucket",
     "DAGSTER_CODE_LOCATION_HOST": "code-location.internal",
+    "DAGSTER_CODE_LOCATION_PORT": "4000",
 }
 CONNECTOR = DOCKER_DIR / "debezium" / "register-postgres.json"
 
@@ -52,6 +54,12 @@ def test_dagster_instance_config_is_valid(path: str, dagster_env: None, tmp_path
         klass = getattr(importlib.import_module(section["module"]), section["class"])
         result = process_config(resolve_to_config_type(klass.config_type()), section.get("config", {}))
         assert result.success, (path, key, result.errors)
+    # psycopg2 explicitly: SQLAlchemy >= 2.1 would pick psycopg 3 for postgresql://, and dagster-postgres'
+    # event writes (NOTIFY run_events, :id) fail with it
+    from dagster_postgres.utils import pg_url_from_config
+    from sqlalchemy.engine import make_url
+
+    assert make_url(pg_url_from_config(storage.value)).get_driver_name() == "psycopg2"
     expected_launcher = "EcsRunLauncher" if path.startswith("ecs/") else "DefaultRunLauncher"
     assert config["run_launcher"]["class"] == expected_launcher
     # pools exclude nothing without a limit: the writers and their maintenance share pools (docs/prod-wiring.md)
@@ -68,9 +76,7 @@ def test_workspace_points_at_code_server(path: str, dagster_env: None) -> None:
     )
     (server,) = [entry["grpc_server"] for entry in config["load_from"]]
     assert server["port"] == 4000
-    assert server["host"] == (
-        "code-location" if path == "workspace.yaml" else DAGSTER_ENV["DAGSTER_CODE_LOCATION_HOST"]
-    )
+    assert server["host"] == DAGSTER_ENV["DAGSTER_CODE_LOCATION_HOST"]
 
 
 @pytest.fixture(scope="module")
@@ -114,14 +120,10 @@ def test_connector_has_no_literal_credentials(connector: dict[str, str]) -> None
         assert value[len("${env:") : -1] in connect_env, f"{value} is not set on the connect service"
 
 
-def test_terraform_connector_matches_compose_connector(
-    terraform_documents: dict[Path, dict[str, Any]], connector: dict[str, str]
-) -> None:
-    """MSK Connect (prod) and Kafka Connect (compose) run the same connector; only the connection differs."""
-    prod = Module.from_documents((TERRAFORM_DIR / "environments/prod").resolve(), terraform_documents)
-    streaming = Module.from_documents(prod.module_source("streaming"), terraform_documents)
-    scope = streaming.scope(prod.module_inputs("streaming", prod.scope()))
-    raw = scope.locals_raw["connector_configuration"]
+def test_terraform_connector_matches_compose_connector(prod_plans: dict[str, Plan], connector: dict[str, str]) -> None:
+    """MSK Connect (prod, as `terraform plan` of profile scale configures it) and Kafka Connect
+    (compose) run the same connector; only the connection differs."""
+    planned = prod_plans["scale"].one("aws_mskconnect_connector").values["connector_configuration"]
     connection = {
         "database.hostname",
         "database.port",
@@ -131,16 +133,92 @@ def test_terraform_connector_matches_compose_connector(
         "database.sslmode",
     }
     local_only = {"replica.identity.autoset.values"}  # prod: the DBA sets REPLICA IDENTITY FULL
-    assert set(raw) - connection == set(connector) - connection - local_only
-    for key in set(raw) - connection:
-        assert evaluate(raw[key], scope) == connector[key], key
-    assert (
-        evaluate(
-            raw["database.password"],
-            scope.__class__(
-                variables={**scope.variables, "oltp_secret_name": "ecom-lakehouse-prod/oltp-source"},
-                locals_raw=scope.locals_raw,
-            ),
-        )
-        == "${secretsmanager:ecom-lakehouse-prod/oltp-source:password}"
-    )
+    assert set(planned) - connection == set(connector) - connection - local_only
+    # The one deliberate difference: in prod the DBA owns the publication (the lakehouse role does
+    # not own the tables, so Debezium must never create or alter it); compose owns its tables.
+    differs = {"publication.autocreate.mode": ("disabled", "filtered")}
+    for key, (in_prod, in_compose) in differs.items():
+        assert (planned[key], connector[key]) == (in_prod, in_compose), key
+    for key in set(planned) - connection - set(differs):
+        assert planned[key] == connector[key], key
+
+
+# ---------------------------------------------------------------------------- Dockerfiles
+DOCKERFILES = {
+    "app": DOCKER_DIR / "Dockerfile",
+    "postgres": DOCKER_DIR / "postgres" / "Dockerfile",
+    "emr": REPO_ROOT / "ingestion" / "jobs" / "Dockerfile.emr",
+}
+OFFICIAL_BASES = {
+    "app": "python:3.11-slim-bookworm",
+    "postgres": "debian:bookworm-slim",
+    "emr": "public.ecr.aws/amazonlinux/amazonlinux:2023",
+}
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_dockerfiles_pull_nothing_but_their_base_image(name: str) -> None:
+    """Machines without a registry build them from a local base: no `# syntax=` frontend, no
+    `COPY --from=<image>`, every FROM is the BASE_IMAGE argument (official by default) or a stage."""
+    text = DOCKERFILES[name].read_text()
+    assert not re.search(r"^#\s*syntax\s*=", text, re.M | re.I), "a # syntax= line pulls the BuildKit frontend"
+    assert re.search(rf"^ARG BASE_IMAGE={re.escape(OFFICIAL_BASES[name])}$", text, re.M)
+    stages: set[str] = set()
+    for line in text.splitlines():
+        if line.lstrip().startswith("#"):
+            continue
+        match = re.match(r"^FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?\s*$", line, re.I)
+        if match:
+            image, stage = match.groups()
+            assert image == "${BASE_IMAGE}" or image in stages or image == "scratch", f"{name}: FROM {image}"
+            if stage:
+                stages.add(stage)
+        for source in re.findall(r"--from=(\S+)", line):
+            assert source in stages, f"{name}: {line.strip()} copies from an image, not a stage"
+
+
+def test_uv_version_matches_the_makefile() -> None:
+    makefile = re.search(r"^UV_VERSION := (\S+)$", (REPO_ROOT / "Makefile").read_text(), re.M)
+    assert makefile
+    for name in ("app", "emr"):
+        assert f"ARG UV_VERSION={makefile.group(1)}" in DOCKERFILES[name].read_text(), name
+
+
+def test_production_image_leaves_the_local_tooling_out() -> None:
+    """The runtime target removes exactly the tooling of the import-linter contract; dev adds it back."""
+    import tomllib
+
+    text = DOCKERFILES["app"].read_text()
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    (contract,) = [c for c in pyproject["tool"]["importlinter"]["contracts"] if c["id"] == "core-without-tooling"]
+    removed = re.search(r"^RUN rm -rf (.+)$", text, re.M)
+    assert removed
+    paths = set(removed.group(1).split())
+    for module in contract["forbidden_modules"]:
+        relative = module.replace(".", "/")
+        assert f"/app/{relative}" in paths or f"/app/{relative}.py" in paths, module
+        assert re.search(rf"^COPY {relative}(\.py)? /app/{relative}", text, re.M), f"dev target lacks {module}"
+    assert "uv sync --frozen --no-dev --extra local" in text.split("AS dev")[1]
+    assert "--extra" not in text.split("AS dev")[0], "the production stages install core only"
+    assert text.rstrip().endswith("FROM app AS runtime"), "the default target (last stage) is production"
+
+
+def test_ecs_scratch_mounts_are_volumes_of_the_image(terraform_documents: dict[Path, dict[str, Any]]) -> None:
+    """Fargate mounts fresh root-owned 0755 volumes; only a VOLUME of the image gets the image's owner
+    and mode copied in (tests/containers/test_ecs_roles.py runs it)."""
+    from .ecs_tasks import render_task_definitions
+
+    text = DOCKERFILES["app"].read_text()
+    declared = re.search(r"^VOLUME (\[.*\])$", text, re.M)
+    assert declared, "the production image declares no VOLUME"
+    volumes = set(json.loads(declared.group(1)))
+    tasks = render_task_definitions(terraform_documents)
+    assert tasks
+    for key, task in tasks.items():
+        mounted = {p["containerPath"] for p in task.mount_points}
+        assert mounted <= volumes, f"{key} mounts {mounted - volumes}, which the image does not declare a VOLUME"
+        assert {v["name"] for v in task.volumes} >= {p["sourceVolume"] for p in task.mount_points}, key
+        if task.read_only_root:
+            assert {"/tmp", "/var/lib/lakehouse", "/home/lakehouse"} <= mounted, f"{key}: read-only without scratch"
+    app_home = re.search(r"--home-dir (\S+) lakehouse", text)
+    assert app_home and app_home.group(1) in volumes, "$HOME of the app user must be a volume"

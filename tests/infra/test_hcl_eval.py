@@ -48,6 +48,13 @@ def scope() -> Scope:
         ("${keys({b = 1, a = 2})}", ["a", "b"]),
         ("${[for k, v in {a = 1} : k]}", ["a"]),
         ("${tostring(5)}", "5"),
+        ('${var.schema == "shop" ? "yes" : "no"}', "yes"),
+        ("${length(var.tables) > 1 && !false}", True),
+        ('${[for t in var.tables : t if t != "orders"]}', ["payments"]),
+        ('${{for t in var.tables : t => upper(t) if t == "orders"}}', {"orders": "ORDERS"}),
+        ("${1 + 2 * 3}", 7),
+        ('${contains(var.tables, "orders") ? length(var.tables) : 0}', 2),
+        ("${var.tables[*]}", ["orders", "payments"]),
         (5, 5),
         (["${var.schema}"], ["shop"]),
         ({"k": "${var.schema}-x"}, {"k": "shop-x"}),
@@ -60,15 +67,15 @@ def test_evaluates_supported_expressions(scope: Scope, expression: object, expec
 @pytest.mark.parametrize(
     "expression",
     [
-        "${var.enabled ? 1 : 0}",  # conditionals
-        "${module.storage.lake_bucket}",  # other modules
+        "${module.storage.lake_bucket}",  # other modules (without a resolver)
+        "${var.schema ? 1 : 0}",  # a condition must be a bool
+        "${var.schema > 1}",  # comparisons need numbers
         "${aws_s3_bucket.this.id}",  # resources
         "${each.value}",
         "${timestamp()}",  # unsupported function
         "${var.missing}",
         "${local.missing}",
         "${local.loop}",  # self reference
-        '${[for t in var.tables : t if t != "x"]}',
         '${format("%d", 1)}',
     ],
 )

@@ -1,8 +1,9 @@
 """Static checks of terraform/: it parses, it is documented, and it uses the settings' names.
 
-"One set of names": bucket, Glue, Athena, DynamoDB, topic and Delta-location names are *computed
-from the HCL* (see hcl_eval.py) and compared with lakehouse.settings, so renaming a resource in
-Terraform (or a rule in settings.py) fails here.
+The ECS task environment and containers of both profiles are *computed from the HCL* (see
+hcl_eval.py) and compared with lakehouse.settings and the ECS API model: the plan cannot show them
+(they hold values known only after apply), and profile scale is never applied here. The names of
+buckets, Glue, DynamoDB, Kinesis and topics are checked on `terraform plan` (test_terraform_plan.py).
 """
 
 from __future__ import annotations
@@ -14,16 +15,17 @@ from typing import Any
 
 import pytest
 
-from lakehouse.settings import DYNAMODB_TABLES, OLTP_TABLES, Settings
+from lakehouse.settings import Settings
 
-from .hcl_eval import Module, Scope, attr, dig, evaluate
-from .support import REPO_ROOT, TERRAFORM_DIR, terraform_files
+from .hcl_eval import Module, Scope, attr, dig, evaluate, unknown_resolver
+from .support import PROFILES, REPO_ROOT, TERRAFORM_DIR, terraform_files
+from .terraform_cli import Plan
 
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 (the containers' listen address, compared as text)
-MODULES = ("catalog", "compute", "kms", "lake_storage", "network", "sources", "streaming")
+MODULES = ("alerts", "catalog", "compute", "kinesis", "kms", "lake_storage", "network", "sources", "streaming")
+#: the AWS provider major version the code is written (and schema-checked, test_provider_schema.py) for
+AWS_PROVIDER_CONSTRAINT = ">= 5.100, < 7.0"
 ENVIRONMENTS = ("local", "prod")
-# Buckets Terraform creates that the application never uses (not in Settings.buckets).
-INFRA_ONLY_BUCKET_SUFFIXES = ("-s3-access-logs",)
 # LAKEHOUSE_* variables passed to ECS before lakehouse.settings grows the matching fields.
 PENDING_SETTINGS_ENV: set[str] = set()
 
@@ -66,8 +68,8 @@ def test_variables_and_outputs_are_documented(terraform_documents: dict[Path, di
 def test_versions_are_pinned(terraform_documents: dict[Path, dict[str, Any]]) -> None:
     for path, doc in terraform_documents.items():
         for block in doc.get("terraform", []):
-            assert attr(block["required_version"]) == ">= 1.10", path
-            assert dig(block, "required_providers", "aws", "version") == ">= 5.80, < 7.0", path
+            assert attr(block["required_version"]) == ">= 1.11", path
+            assert dig(block, "required_providers", "aws", "version") == AWS_PROVIDER_CONSTRAINT, path
 
 
 def test_prod_state_backend_is_s3_with_locking(terraform_documents: dict[Path, dict[str, Any]]) -> None:
@@ -118,7 +120,7 @@ class Environment:
         module = Module.from_documents(self.root.module_source(name), self.documents)
         inputs: dict[str, Any] = dict(self.root.module_inputs(name, self.scope))
         inputs.update(overrides)
-        return module, module.scope(inputs)
+        return module, module.scope(inputs, resolver=unknown_resolver())
 
     def raw_input(self, name: str, argument: str) -> Any:
         return attr(self.root.modules[name][argument])
@@ -130,7 +132,7 @@ def _environment(documents: dict[Path, dict[str, Any]], name: str) -> Environmen
     tfvars = (TERRAFORM_DIR / f"environments/{name}/terraform.tfvars").resolve()
     if tfvars in documents:
         values = {k: attr(v) for k, v in documents[tfvars].items() if not k.startswith("__")}
-    return Environment(root, root.scope(values), documents)
+    return Environment(root, root.scope(values, resolver=unknown_resolver()), documents)
 
 
 @pytest.fixture(scope="module")
@@ -139,185 +141,125 @@ def prod(terraform_documents: dict[Path, dict[str, Any]]) -> Environment:
 
 
 @pytest.fixture(scope="module")
-def local_env(terraform_documents: dict[Path, dict[str, Any]]) -> Environment:
-    return _environment(terraform_documents, "local")
-
-
-@pytest.fixture(scope="module")
 def prod_settings(prod: Environment) -> Settings:
     return Settings(environment="prod", name_prefix=prod.scope.var("name_prefix"))
 
 
-def test_prod_name_prefix(prod: Environment, prod_settings: Settings) -> None:
-    assert prod.scope.var("name_prefix") == "ecom-lakehouse-prod"
-    assert prod_settings.name_prefix == prod.scope.var("name_prefix")
-
-
-def _check_buckets(env: Environment, settings: Settings) -> None:
-    module, scope = env.call("lake_storage")
-    assert scope.local("landing_bucket") == settings.landing_bucket
-    assert scope.local("lake_bucket") == settings.lake_bucket
-    assert scope.local("athena_results_bucket") == settings.athena_results_bucket
-    assert scope.local("artifacts_bucket") == settings.artifacts_bucket
-    # The bucket resource really uses those names ...
-    bucket = module.resources["aws_s3_bucket"]["this"]
-    assert attr(bucket["for_each"]) == "${local.buckets}"
-    assert attr(bucket["bucket"]) == "${each.value}"
-    assert sorted(scope.local("buckets").values()) == sorted(settings.buckets)
-    # ... and so does every other bucket resource.
-    access_logs = module.resources["aws_s3_bucket"]["access_logs"]
-    assert attr(access_logs["bucket"]) == "${local.access_logs_bucket}"
-    assert scope.local("access_logs_bucket").endswith(INFRA_ONLY_BUCKET_SUFFIXES)
-    assert set(module.resources["aws_s3_bucket"]) == {"this", "access_logs"}
-    # Outputs point at the right logical buckets.
-    for output in ("landing", "lake", "athena_results", "artifacts"):
-        assert attr(module.outputs[f"{output}_bucket"]["value"]) == f'${{aws_s3_bucket.this["{output}"].id}}'
-
-
-def test_prod_buckets_match_settings(prod: Environment, prod_settings: Settings) -> None:
-    _check_buckets(prod, prod_settings)
-
-
-def test_local_buckets_match_settings(local_env: Environment) -> None:
-    settings = Settings(environment="local", name_prefix=local_env.scope.var("name_prefix"))
-    assert settings.name_prefix == Settings(environment="local").name_prefix  # settings default
-    _check_buckets(local_env, settings)
-
-
-def _check_catalog(env: Environment, settings: Settings) -> None:
-    assert env.raw_input("catalog", "lake_bucket") == "${module.lake_storage.lake_bucket}"
-    module, scope = env.call("catalog", lake_bucket=settings.lake_bucket)
-    assert scope.local("glue_databases") == settings.glue_databases
-    assert scope.local("athena_workgroup") == settings.athena_workgroup_name
-    databases = module.resources["aws_glue_catalog_database"]["this"]
-    assert attr(databases["for_each"]) == "${local.glue_databases}"
-    assert attr(databases["name"]) == "${each.value}"
-    assert attr(module.resources["aws_athena_workgroup"]["this"]["name"]) == "${local.athena_workgroup}"
-
-    bronze = scope.var("bronze_tables")
-    assert bronze["cdc"] == list(OLTP_TABLES)
-    assert sorted(bronze["dynamodb"]) == sorted(DYNAMODB_TABLES)
-    assert bronze["landing"] == ["clickstream", "partner_feeds"]
-    assert bronze["marketing"] == ["campaigns", "ad_spend"]
-    assert scope.var("silver_tables") == list(OLTP_TABLES)
-    history = scope.var("silver_history_tables")
-    assert set(history) <= set(OLTP_TABLES)
-
-    expected = {
-        **{f"bronze.{src}_{t}": settings.lake_uri("bronze", src, t) for src, tables in bronze.items() for t in tables},
-        **{f"silver.{t}": settings.lake_uri("silver", t) for t in OLTP_TABLES},
-        **{f"silver.{t}_history": settings.lake_uri("silver", f"{t}_history") for t in history},
+def _compute_scope(prod: Environment, profile: str) -> Scope:
+    required = {
+        "oltp": {"host": "shop-db.example.com", "port": 5432, "database": "shop", "user": "lakehouse"},
+        "image_tag": "git-0123abc",
     }
-    tables = scope.local("delta_tables")
-    assert {key: table["location"] for key, table in tables.items()} == expected
-    assert scope.local("layer_locations")["marts"] == settings.lake_uri("marts") + "/"
-
-    delta = module.resources["aws_glue_catalog_table"]["delta"]
-    assert attr(delta["for_each"]) == "${local.delta_tables}"
-    assert attr(delta["table_type"]) == "EXTERNAL_TABLE"
-    params = dig(delta, "parameters")
-    assert params["table_type"] == "DELTA"
-    assert params["spark.sql.sources.provider"] == "delta"
-    assert dig(delta, "storage_descriptor", "location") == "${each.value.location}"
+    root = prod.root.scope({**required, **prod.scope.variables, "profile": profile}, resolver=unknown_resolver())
+    env = Environment(prod.root, root, prod.documents)
+    return env.call("compute")[1]
 
 
-def test_prod_catalog_matches_settings(prod: Environment, prod_settings: Settings) -> None:
-    _check_catalog(prod, prod_settings)
-
-
-def test_local_catalog_matches_settings(local_env: Environment) -> None:
-    _check_catalog(local_env, Settings(environment="local", name_prefix=local_env.scope.var("name_prefix")))
-
-
-def test_athena_workgroup_guards(prod: Environment) -> None:
-    module, scope = prod.call("catalog", lake_bucket="x", athena_results_bucket="results", kms_key_arn="arn:key")
-    config = dig(module.resources["aws_athena_workgroup"]["this"], "configuration")
-    assert dig(config, "enforce_workgroup_configuration") is True
-    assert dig(config, "bytes_scanned_cutoff_per_query") == "${var.bytes_scanned_cutoff_per_query}"
-    assert scope.var("bytes_scanned_cutoff_per_query") >= 10 * 1024 * 1024
-    assert evaluate(dig(config, "result_configuration", "output_location"), scope) == "s3://results/output/"
-    assert dig(config, "result_configuration", "encryption_configuration", "encryption_option") == "SSE_KMS"
-
-
-@pytest.mark.parametrize("env_name", ENVIRONMENTS)
-def test_dynamodb_tables_match_settings(terraform_documents: dict[Path, dict[str, Any]], env_name: str) -> None:
-    env = _environment(terraform_documents, env_name)
-    settings = Settings(environment="prod" if env_name == "prod" else "local", name_prefix=env.scope.var("name_prefix"))
-    module, scope = env.call("sources")
-    assert scope.local("dynamodb_table_names") == {t: settings.dynamodb_table(t) for t in DYNAMODB_TABLES}
-    assert scope.var("dynamodb_tables") == {
-        "carts": "cart_id",
-        "sessions": "session_id",
-        "reviews": "review_id",
-    }
-    table = module.resources["aws_dynamodb_table"]["this"]
-    assert attr(table["name"]) == "${local.dynamodb_table_names[each.key]}"
-    assert dig(table, "attribute", "type") == "S"
-
-
-def test_cdc_topics_match_settings(prod: Environment, prod_settings: Settings) -> None:
-    _, scope = prod.call("streaming")
-    assert scope.local("cdc_topics") == {t: prod_settings.cdc_topic(t) for t in OLTP_TABLES}
-    assert scope.var("oltp_tables") == list(OLTP_TABLES)
-    assert scope.local("table_include_list") == ",".join(f"{prod_settings.oltp_schema}.{t}" for t in OLTP_TABLES)
-    raw = scope.locals_raw["connector_configuration"]
-    naming = {
-        "topic.prefix": prod_settings.cdc_topic_prefix,
-        "slot.name": prod_settings.cdc_slot_name,
-        "publication.name": prod_settings.cdc_publication_name,
-        "table.include.list": scope.local("table_include_list"),
-    }
-    for key, expected in naming.items():
-        assert evaluate(raw[key], scope) == expected, key
-    # The source database and user default to the settings' values (optional() defaults of var.oltp).
-    oltp_type = str(attr(prod.root.variables["oltp"]["type"]))
-    assert f'optional(string,"{prod_settings.postgres_db}")' in oltp_type.replace(" ", "")
-    assert f'optional(string,"{prod_settings.postgres_user}")' in oltp_type.replace(" ", "")
-
-
-def test_ecs_environment_uses_settings_names(prod: Environment, prod_settings: Settings) -> None:
+@pytest.mark.parametrize("profile", ["small", "scale"])
+def test_ecs_environment_uses_settings_names(prod: Environment, prod_settings: Settings, profile: str) -> None:
     assert prod.raw_input("compute", "athena_workgroup") == "${module.catalog.athena_workgroup}"
-    _, scope = prod.call("compute")
-    raw_env = scope.locals_raw["lakehouse_env"]
+    scope = _compute_scope(prod, profile)
+    env = scope.local("lakehouse_env")
     settings_fields = {f"LAKEHOUSE_{name.upper()}" for name in Settings.model_fields}
-    assert set(raw_env) - settings_fields == PENDING_SETTINGS_ENV
-    assert evaluate(raw_env["LAKEHOUSE_ENVIRONMENT"], scope) == "prod"
-    assert evaluate(raw_env["LAKEHOUSE_NAME_PREFIX"], scope) == prod_settings.name_prefix
-    assert evaluate(raw_env["LAKEHOUSE_DBT_TARGET"], scope) == prod_settings.resolved_dbt_target
-    assert raw_env["LAKEHOUSE_ATHENA_WORKGROUP"] == "${var.athena_workgroup}"
-    assert "LAKEHOUSE_S3_ENDPOINT_URL" not in raw_env, "prod must use the real AWS endpoints"
-    secrets = scope.locals_raw["app_secrets"]
-    assert set(secrets) == {"LAKEHOUSE_POSTGRES_PASSWORD"}
-    for name in ("LAKEHOUSE_POSTGRES_PASSWORD", "LAKEHOUSE_AWS_SECRET_ACCESS_KEY"):
-        assert name not in raw_env, f"{name} must come from Secrets Manager / the task role"
+    publisher_env = scope.local("publisher_env")
+    assert (
+        set(env) | {k for k in publisher_env if k.startswith("LAKEHOUSE_")}
+    ) - settings_fields == PENDING_SETTINGS_ENV
+    assert env["LAKEHOUSE_ENVIRONMENT"] == "prod"
+    assert env["LAKEHOUSE_NAME_PREFIX"] == prod_settings.name_prefix
+    assert env["LAKEHOUSE_DBT_TARGET"] == prod_settings.resolved_dbt_target
+    assert env["LAKEHOUSE_CDC_PUBLICATION_AUTOCREATE_MODE"] == "disabled"
+    assert env["LAKEHOUSE_CDC_SINK_SERVICE"] == "true"
+    assert "LAKEHOUSE_S3_ENDPOINT_URL" not in env, "prod must use the real AWS endpoints"
+    if profile == "small":
+        assert env["LAKEHOUSE_CDC_TRANSPORT"] == "kinesis"
+        assert "LAKEHOUSE_CDC_KINESIS_STREAM" in env and "LAKEHOUSE_KAFKA_BOOTSTRAP_SERVERS" not in env
+    else:
+        assert env["LAKEHOUSE_CDC_TRANSPORT"] == "kafka"
+        assert env["LAKEHOUSE_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    # Every value is one Settings accepts (a typo in an enum value fails here, not on Fargate).
+    values = {k.removeprefix("LAKEHOUSE_").lower(): v for k, v in env.items() if not str(v).startswith("<")}
+    Settings(**{k: v for k, v in values.items() if v != ""})
+    assert set(
+        scope.locals_raw["app_secrets"]
+        if isinstance(scope.locals_raw["app_secrets"], dict)
+        else scope.local("app_secrets")
+    ) == {"LAKEHOUSE_POSTGRES_PASSWORD"}
+    secrets = scope.local("publisher_secrets")
+    assert set(secrets) == {"LAKEHOUSE_POSTGRES_PASSWORD", "LAKEHOUSE_CDC_OFFSETS_JDBC_PASSWORD"}
+    for name in (
+        "LAKEHOUSE_POSTGRES_PASSWORD",
+        "LAKEHOUSE_AWS_SECRET_ACCESS_KEY",
+        "LAKEHOUSE_CDC_OFFSETS_JDBC_PASSWORD",
+    ):
+        assert name not in env and name not in publisher_env, f"{name} must come from Secrets Manager / the task role"
 
 
-def test_ecs_containers(prod: Environment) -> None:
-    _, scope = prod.call("compute")
-    containers = scope.local("containers")
-    assert set(containers) == {"webserver", "daemon", "code_location", "run"}
-    assert containers["run"]["name"] == "run"  # EcsRunLauncher's container_name (docker/ecs/dagster.yaml)
-    assert containers["code_location"]["command"] == [
-        "dagster",
-        "code-server",
-        "start",
-        "-m",
-        "orchestration.definitions",
-        "-h",
-        ALL_INTERFACES,
-        "-p",
-        "4000",
-    ]
-    assert containers["webserver"]["port"] == 3000 and containers["code_location"]["port"] == 4000
+@pytest.mark.parametrize("profile", ["small", "scale"])
+def test_ecs_containers(prod: Environment, profile: str) -> None:
+    scope = _compute_scope(prod, profile)
+    containers = {c["name"]: c for c in scope.local("service_containers")}
+    expected = {"code-location", "webserver", "daemon", "cdc-sink"} | (
+        {"cdc-publisher"} if profile == "small" else set()
+    )
+    assert set(containers) == expected
+    # The webserver and the daemon reach the code server inside the task, on loopback.
+    assert containers["code-location"]["command"] == [
+        "dagster", "code-server", "start", "-m", "orchestration.definitions", "-h", "127.0.0.1", "-p", "4000",
+    ]  # fmt: skip
+    assert scope.local("code_host") == "localhost"
+    assert containers["webserver"]["port"] == 3000
+    for name in ("webserver", "daemon"):
+        assert containers[name]["depends_on"] == [{"containerName": "code-location", "condition": "HEALTHY"}]
+    assert containers["cdc-sink"]["command"][:3] == ["python", "-m", "orchestration.cdc_events"]
+    if profile == "small":
+        assert containers["cdc-publisher"]["command"] == ["lakehouse", "cdc", "publish"]
     # The CKV_AWS_336 skip documents exactly this split.
-    assert {k: c["readonly_root"] for k, c in containers.items()} == {
-        "webserver": False,
-        "daemon": True,
-        "code_location": False,
-        "run": False,
-    }
+    readonly = {name: c["readonly_root"] for name, c in containers.items()}
+    assert readonly["daemon"] is True and readonly["cdc-sink"] is True
+    assert readonly["webserver"] is False and readonly["code-location"] is False
+    definitions = scope.local("service_container_definitions")
+    for definition in definitions:
+        assert definition["restartPolicy"] == {"enabled": True, "restartAttemptPeriod": 60}
+        assert definition["privileged"] is False
+        mounted = {m["containerPath"] for m in definition["mountPoints"]}
+        assert mounted == {"/tmp", "/var/lib/lakehouse", "/home/lakehouse"}, definition["name"]
+    run = scope.local("run_container_definitions")[0]
+    assert run["name"] == "run"  # EcsRunLauncher's container_name (docker/ecs/dagster.yaml)
+    # What ECS will receive is valid for its API (botocore's model of RegisterTaskDefinition): key
+    # names, types, nesting of restartPolicy, dependsOn, healthCheck, mountPoints ...
+    for family, rendered in (("service", definitions), ("run", [run])):
+        _validate_register_task_definition(family, rendered)
     assert scope.local("dagster_home") == "/opt/dagster/ecs"
     assert (REPO_ROOT / "docker" / "ecs" / "dagster.yaml").is_file()
-    services = scope.local("services")
-    assert set(services) == {"webserver", "daemon", "code_location"}
-    assert services["daemon"]["max_percent"] == 100  # never two daemons
+
+
+def test_one_always_on_service(prod_plans: dict[str, Plan], prod: Environment) -> None:
+    for profile in PROFILES:
+        service = prod_plans[profile].one("aws_ecs_service").values
+        # never two daemons, two replication-slot readers or two follow-mode sinks
+        assert (service["desired_count"], service["deployment_minimum_healthy_percent"]) == (1, 0), profile
+        assert service["deployment_maximum_percent"] == 100, profile
+    # the run task definition is pinned by ARN with revision (the launcher resolves it once per process)
+    module, _ = prod.call("compute")
+    assert "aws_ecs_task_definition.run.arn" in str(module.scope().locals_raw["dagster_env"])
+
+
+def _plain(value: Any) -> Any:
+    """Rendered HCL with values known only after apply (Unknown) as strings."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return str(value) if type(value).__name__ == "Unknown" else value
+
+
+def _validate_register_task_definition(family: str, containers: list[dict[str, Any]]) -> None:
+    import botocore.session
+    from botocore.validate import ParamValidator
+
+    model = botocore.session.get_session().get_service_model("ecs")
+    shape = model.operation_model("RegisterTaskDefinition").input_shape
+    params = {"family": family, "containerDefinitions": _plain(containers)}
+    report = ParamValidator().validate(params, shape)
+    assert not report.has_errors(), report.generate_report()

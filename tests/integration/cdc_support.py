@@ -11,20 +11,26 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
+import boto3
+import duckdb
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from ingestion.cdc.config import SinkConfig
-from ingestion.cdc.publisher import CdcPublisher, drop_slot, slot_status
+from ingestion.cdc.kinesis_transport import decode_record
+from ingestion.cdc.publisher import CdcPublisher, KinesisPublishingHandler, drop_slot, slot_health
 from ingestion.cdc.sink import CdcSink, SinkReport
 from ingestion.cdc.verify import compare_table, source_rows
 from lakehouse import duck
 from lakehouse.settings import OLTP_TABLES, Settings
 from lakehouse.synthetic.entities import generate
 from lakehouse.synthetic.schema import ensure_schema
+
+#: every CDC integration and crash test runs on both (docs/cdc.md)
+TRANSPORTS = ("kafka", "kinesis")
 
 
 @dataclass
@@ -33,6 +39,8 @@ class CdcEnv:
     stop: threading.Event = field(default_factory=threading.Event)
     publisher: CdcPublisher | None = None
     thread: threading.Thread | None = None
+    _duck: duckdb.DuckDBPyConnection | None = None
+    _duck_settings: Settings | None = None
 
     # ---------------------------------------------------------------- publisher
     def start_publisher(self) -> None:
@@ -41,12 +49,16 @@ class CdcEnv:
         self.thread = threading.Thread(target=self.publisher.run, args=(self.stop,), daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 90
+        reason: object = "not checked"
         while time.monotonic() < deadline:
-            slot = slot_status(self.settings)
-            if slot and slot["active"]:
+            try:
+                reason = slot_health(self.settings)
+            except psycopg.OperationalError as exc:  # a connect timeout on a machine under heavy load
+                reason = exc
+            if reason is None:
                 return
             time.sleep(0.3)
-        raise AssertionError("Debezium did not open its replication slot within 90 s")
+        raise AssertionError(f"Debezium did not open its replication slot within 90 s: {reason}")
 
     def stop_publisher(self) -> None:
         self.stop.set()
@@ -59,8 +71,9 @@ class CdcEnv:
     def config(self) -> SinkConfig:
         return SinkConfig.from_settings(self.settings)
 
-    def sink_once(self, tables: list[str] | None = None) -> SinkReport:
-        with CdcSink(self.config) as sink:
+    def sink_once(self, tables: list[str] | None = None, **config: object) -> SinkReport:
+        """One sink run; `config` overrides SinkConfig fields (e.g. max_batch_messages)."""
+        with CdcSink(replace(self.config, **config)) as sink:  # type: ignore[arg-type]
             return sink.run_once(tables=tables)
 
     def sink_subprocess(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -77,12 +90,14 @@ class CdcEnv:
             timeout=timeout,
         )
 
-    def wait_consistent(self, tables: tuple[str, ...] = OLTP_TABLES, timeout: float = 90) -> SinkReport:
+    def wait_consistent(
+        self, tables: tuple[str, ...] = OLTP_TABLES, timeout: float = 90, **config: object
+    ) -> SinkReport:
         """Run the sink until silver equals PostgreSQL for `tables` (Debezium is asynchronous)."""
         deadline = time.monotonic() + timeout
         last = ""
         while True:
-            report = self.sink_once()
+            report = self.sink_once(**config)
             diffs = [compare_table(self.settings, t) for t in tables]
             if all(d.equal for d in diffs):
                 self.assert_bronze_unique()
@@ -94,11 +109,16 @@ class CdcEnv:
 
     # ---------------------------------------------------------------- lake
     def query(self, sql: str) -> list[tuple]:
-        con = duck.connect(self.settings)
-        try:
-            return con.sql(sql).fetchall()
-        finally:
-            con.close()
+        """SQL over the lake (one DuckDB connection per environment: opening one takes a second or two)."""
+        if self._duck is None or self._duck_settings is not self.settings:
+            self.close_duck()
+            self._duck, self._duck_settings = duck.connect(self.settings), self.settings
+        return self._duck.sql(sql).fetchall()
+
+    def close_duck(self) -> None:
+        if self._duck is not None:
+            self._duck.close()
+            self._duck = None
 
     def delta(self, layer: str, table: str) -> str:
         return f"delta_scan('{self.config.uri(layer, table)}')"  # type: ignore[arg-type]
@@ -115,6 +135,16 @@ class CdcEnv:
                     continue
                 raise
             assert dupes == [], f"bronze {table} holds (partition, offset) twice: {dupes[:5]}"
+
+    def assert_bronze_matches_stream(self, tables: tuple[str, ...]) -> None:
+        """Bronze holds every record of the table's topic (Kinesis: of the table in the stream)
+        exactly once: as many rows as records with a value, none missing and none twice (the
+        publisher's own re-sends are records of their own and counted as such)."""
+        for table in tables:
+            records = self.topic_messages(self.settings.cdc_topic(table))
+            in_stream = sum(value is not None for _position, value in records)
+            in_bronze = self.query(f"select count(*) from {self.delta('bronze', table)}")[0][0]
+            assert in_bronze == in_stream, f"bronze {table}: {in_bronze} rows for {in_stream} records in the stream"
 
     def assert_history_consistent(self, tables: tuple[str, ...] = OLTP_TABLES) -> None:
         """History holds each (key, LSN) version once, and exactly one current version per live
@@ -143,13 +173,24 @@ class CdcEnv:
         with psycopg.connect(self.settings.postgres_dsn) as conn:
             return conn.execute(statement, params).fetchall()  # type: ignore[arg-type]
 
+    @property
+    def kinesis(self) -> bool:
+        return self.settings.cdc_transport == "kinesis"
+
     def produce(self, topic: str, messages: list[tuple[bytes | None, bytes | None]]) -> None:
+        """Crafted records on the transport, as the publisher would write them."""
+        if self.kinesis:
+            KinesisPublishingHandler(self.settings).publish([(topic, key, value) for key, value in messages])
+            return
         producer = Producer({"bootstrap.servers": self.settings.kafka_bootstrap})
         for key, value in messages:
             producer.produce(topic, key=key, value=value)
         assert producer.flush(10) == 0
 
     def topic_messages(self, topic: str) -> list[tuple[int, bytes | None]]:
+        """(position, value) of every record of `topic` (on Kinesis: of that table in the stream)."""
+        if self.kinesis:
+            return self._stream_messages(topic)
         consumer = Consumer(
             {
                 "bootstrap.servers": self.settings.kafka_bootstrap,
@@ -174,6 +215,25 @@ class CdcEnv:
             consumer.close()
         return seen
 
+    def _stream_messages(self, topic: str) -> list[tuple[int, bytes | None]]:
+        client = boto3.client("kinesis", **self.settings.boto3_kwargs())
+        stream = self.settings.kinesis_stream
+        seen: list[tuple[int, bytes | None]] = []
+        for shard in client.list_shards(StreamName=stream)["Shards"]:
+            iterator = client.get_shard_iterator(
+                StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+            )["ShardIterator"]
+            while iterator:
+                response = client.get_records(ShardIterator=iterator)
+                for record in response["Records"]:
+                    decoded = decode_record(record["Data"])
+                    if decoded is not None and decoded[0] == topic:
+                        seen.append((len(seen), decoded[2]))
+                if not response["Records"] and not response.get("MillisBehindLatest"):
+                    break
+                iterator = response.get("NextShardIterator")
+        return seen
+
 
 Env = TypeVar("Env", bound="CdcEnv")
 
@@ -186,16 +246,27 @@ def cdc_environment(
     orders: int = 100,
     seed: int = 7,
     env_class: type[Env] = CdcEnv,  # type: ignore[assignment]
+    extra_tables: tuple[str, ...] = (),
+    prepare: Callable[[Settings], None] | None = None,
+    transport: str = "kafka",
 ) -> Iterator[Env]:
-    """Seeded source tables, a running publisher; the slot is dropped afterwards."""
+    """Seeded source tables, a running publisher; the slot is dropped afterwards.
+
+    `prepare` runs before Debezium starts (e.g. creates `extra_tables`, which are captured too).
+    `transport` is "kafka" (a topic per table) or "kinesis" (one stream, on the S3 emulator's port).
+    """
     settings = isolated_settings()
     settings = settings.model_copy(
         update={
             "cdc_slot_name": f"slot_{settings.postgres_db}",
             "state_dir": settings.state_path / settings.postgres_db,
+            "cdc_tables": [*settings.cdc_tables, *extra_tables],
+            "cdc_transport": transport,
         }
     )
     ensure_schema(settings)
+    if prepare is not None:
+        prepare(settings)
     generate(settings, "customers", customers, seed=seed)
     generate(settings, "products", products, seed=seed)
     generate(settings, "orders", orders, seed=seed)
@@ -204,5 +275,6 @@ def cdc_environment(
     try:
         yield env
     finally:
+        env.close_duck()
         env.stop_publisher()
         drop_slot(settings)

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import boto3
 import pyarrow as pa
 import pytest
 from confluent_kafka import Producer
@@ -22,6 +23,7 @@ from deltalake import DeltaTable
 from ingestion.cdc.config import SinkConfig
 from ingestion.cdc.lake import CommitFailedError, DeltaStore
 from ingestion.cdc.monitor import tables_with_new_data
+from ingestion.cdc.publisher import KinesisPublishingHandler
 from ingestion.cdc.sink import CdcSink, OffsetOutOfRange
 from lakehouse.kafka import client_config
 from lakehouse.settings import Settings
@@ -42,8 +44,8 @@ def test_two_creators_of_one_table_on_s3_one_is_fenced(isolated_settings: Callab
         DeltaStore(config.storage_options).append(config.uri("bronze", "race_0"), None, pa.table({"writer": [3]}), {})
 
 
-def _envelope(customer_id: int, lsn: int) -> bytes:
-    source = {"schema": "shop", "table": "customers", "lsn": lsn, "txId": lsn, "ts_ms": 1_795_456_446_000 + lsn}
+def _envelope(customer_id: int, lsn: int, table: str = "customers") -> bytes:
+    source = {"schema": "shop", "table": table, "lsn": lsn, "txId": lsn, "ts_ms": 1_795_456_446_000 + lsn}
     after = {"customer_id": customer_id, "email": f"{customer_id}@example.invalid"}
     return json.dumps({"before": None, "after": after, "source": source, "op": "c"}).encode()
 
@@ -104,3 +106,110 @@ def test_recreated_topic_stops_the_table_instead_of_skipping_offsets(isolated_se
     with CdcSink(config) as sink:
         report = sink.run_once(["customers"], timeout=60)
     assert report.tables["customers"].error is None and report.tables["customers"].changes == 2
+
+
+def test_recreated_kinesis_stream_stops_the_tables_and_a_rebuilt_one_flows(
+    isolated_settings: Callable[[], Settings],
+) -> None:
+    """The same on the Kinesis stream shared by all tables (on the emulator): positions that the
+    recreated stream does not hold stop their tables, loudly; a rebuilt table flows again while the
+    other stays stopped (a stopped table never blocks the others)."""
+    settings = isolated_settings().model_copy(update={"cdc_transport": "kinesis"})
+    config = SinkConfig.from_settings(settings)
+    publisher = KinesisPublishingHandler(settings)
+
+    def publish(table: str, ids: range) -> None:
+        records = [
+            (config.topic(table), json.dumps({"customer_id": i}).encode(), _envelope(i, 100 + i, table)) for i in ids
+        ]
+        publisher.publish(records)
+
+    publish("customers", range(5))
+    publish("addresses", range(3))
+    with CdcSink(config) as sink:
+        report = sink.run_once(timeout=60)
+    assert report.tables["customers"].changes == 5 and report.tables["addresses"].changes == 3
+
+    client = boto3.client("kinesis", **settings.boto3_kwargs())
+    client.delete_stream(StreamName=settings.kinesis_stream)
+    publisher = KinesisPublishingHandler(settings)  # creates it again: its sequence numbers start over
+    publish("customers", range(100, 102))
+    assert {"customers", "addresses"} <= set(tables_with_new_data(config)), (
+        "the sensor must launch the run that reports it"
+    )
+    with CdcSink(config) as sink:
+        report = sink.run_once(timeout=60)
+    for table in ("customers", "addresses"):
+        assert f"offset out of range for {table}" in (report.tables[table].error or ""), report.tables[table]
+    assert (
+        DeltaTable(config.uri("bronze", "customers"), storage_options=config.storage_options)
+        .to_pyarrow_table()
+        .num_rows
+        == 5
+    )
+
+    with CdcSink(config) as sink:
+        sink.rebuild("customers")
+    with CdcSink(config) as sink:
+        report = sink.run_once(timeout=60)
+    assert report.tables["customers"].error is None and report.tables["customers"].changes == 2
+    assert "offset out of range for addresses" in (report.tables["addresses"].error or "")
+
+
+def test_kinesis_stream_with_several_shards_keeps_each_keys_order(
+    isolated_settings: Callable[[], Settings],
+) -> None:
+    """Three shards on the emulator, two tables, 40 keys changed five times each, published in
+    batches and read by two runs: every record lands in bronze once, each key's changes sit in one
+    shard and were read in LSN order, and silver holds each key's last change."""
+    settings = isolated_settings().model_copy(update={"cdc_transport": "kinesis", "cdc_kinesis_shards": 3})
+    config = SinkConfig.from_settings(settings)
+    publisher = KinesisPublishingHandler(settings)
+    client = boto3.client("kinesis", **settings.boto3_kwargs())
+    assert len(client.list_shards(StreamName=settings.kinesis_stream)["Shards"]) == 3
+
+    def publish(version: int) -> None:
+        records = []
+        for table in ("customers", "addresses"):
+            for i in range(40):
+                envelope = json.loads(_envelope(i, 1_000 * version + i, table))
+                envelope["op"], envelope["after"]["email"] = ("c" if version == 0 else "u"), f"v{version}"
+                records.append(
+                    (config.topic(table), json.dumps({"customer_id": i}).encode(), json.dumps(envelope).encode())
+                )
+        publisher.publish(records)
+
+    for version in range(3):
+        publish(version)
+    with CdcSink(config) as sink:
+        first = sink.run_once(timeout=60)
+    assert first.tables["customers"].changes == 120 and first.tables["addresses"].changes == 120
+    for version in range(3, 5):
+        publish(version)
+    with CdcSink(config) as sink:
+        second = sink.run_once(timeout=60)
+    assert second.tables["customers"].changes == 80 and second.tables["addresses"].changes == 80
+    for table in ("customers", "addresses"):
+        bronze = DeltaTable(config.uri("bronze", table), storage_options=config.storage_options).to_pyarrow_table()
+        assert bronze.num_rows == 200
+        rows = sorted(
+            zip(
+                bronze["kafka_partition"].to_pylist(),
+                bronze["kafka_offset"].to_pylist(),
+                bronze["kafka_key"].to_pylist(),
+                bronze["lsn"].to_pylist(),
+                strict=True,
+            )
+        )
+        assert len({(shard, offset) for shard, offset, _key, _lsn in rows}) == 200
+        assert len({shard for shard, _offset, _key, _lsn in rows}) > 1, "40 keys over 3 shards use more than one"
+        by_key: dict[str, list[tuple[int, int]]] = {}
+        for shard, _offset, key, lsn in rows:
+            by_key.setdefault(key, []).append((shard, lsn))
+        for key, changes in by_key.items():
+            assert len({shard for shard, _lsn in changes}) == 1, f"{table} {key}: changes in several shards"
+            lsns = [lsn for _shard, lsn in changes]
+            assert lsns == sorted(lsns) and len(lsns) == 5, f"{table} {key}: read out of order: {lsns}"
+        silver = DeltaTable(config.uri("silver", table), storage_options=config.storage_options).to_pyarrow_table()
+        assert sorted(silver["customer_id"].to_pylist()) == list(range(40))
+        assert set(silver["email"].to_pylist()) == {"v4"}

@@ -16,13 +16,18 @@ from ingestion.cdc.monitor import tables_with_new_data
 from ingestion.cdc.sink import CdcSink
 from lakehouse import settings as settings_module
 from lakehouse.settings import Settings
-from orchestration.defs.cdc import bronze_key, cdc_topics_sensor, history_key, silver_key
-from tests.integration.cdc_support import CdcEnv, cdc_environment
+from orchestration.defs.cdc import bronze_key, cdc_sink, cdc_topics_sensor, history_key, silver_key
+from orchestration.resources import LakehouseSettings
+from tests.integration.cdc_support import TRANSPORTS, CdcEnv, cdc_environment
 
 
 @pytest.fixture
-def cdc(isolated_settings: Callable[[], Settings], monkeypatch: pytest.MonkeyPatch) -> Iterator[CdcEnv]:
-    with cdc_environment(isolated_settings, customers=10, products=5, orders=10) as env:
+def cdc(
+    isolated_settings: Callable[[], Settings], monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[CdcEnv]:
+    """Kafka unless the test is parametrized over `TRANSPORTS` (indirect)."""
+    transport = getattr(request, "param", "kafka")
+    with cdc_environment(isolated_settings, customers=10, products=5, orders=10, transport=transport) as env:
         for key, value in env.settings.to_env().items():
             monkeypatch.setenv(key, value)
         settings_module.get_settings.cache_clear()
@@ -38,6 +43,7 @@ def _evaluate(cursor: str | None) -> dg.SensorResult | dg.SkipReason:
         return cdc_topics_sensor(context)  # type: ignore[return-value]
 
 
+@pytest.mark.parametrize("cdc", TRANSPORTS, indirect=True)
 def test_sensor_requests_runs_for_tables_with_new_changes_only(cdc: CdcEnv) -> None:
     cdc.wait_consistent()
     assert tables_with_new_data(SinkConfig.from_settings(cdc.settings)) == {}
@@ -55,7 +61,18 @@ def test_sensor_requests_runs_for_tables_with_new_changes_only(cdc: CdcEnv) -> N
     again = _evaluate(result.cursor)
     assert isinstance(again, dg.SkipReason)
 
-    cdc.sink_once(["orders"])
+    # the requested run: the CDC assets of orders, materialized by Dagster on this transport
+    materialized = dg.materialize(
+        [cdc_sink],
+        selection=list(request.asset_selection or []),
+        resources={"lakehouse": LakehouseSettings(environment="local")},
+    )
+    assert materialized.success
+    events = {m.asset_key: m.metadata for m in materialized.asset_materializations_for_node("cdc_sink")}
+    assert set(events) == {bronze_key("orders"), silver_key("orders"), history_key("orders")}
+    assert events[bronze_key("orders")]["changes_applied"].value >= 1
+    positions = "kinesis_shard_offsets" if cdc.kinesis else "kafka_offsets"
+    assert positions in events[bronze_key("orders")], events[bronze_key("orders")]
     assert isinstance(_evaluate(result.cursor), dg.SkipReason)
 
 

@@ -88,30 +88,36 @@ def bronze(settings: Settings, table: str, key: str) -> dict[str, dict[str, Any]
 
 
 @pytest.fixture
-def scans(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """Records every Scan request the source sends (the real client still answers)."""
+def recorded(monkeypatch: pytest.MonkeyPatch) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Records every Scan and BatchGetItem request the source sends (the real client still answers)."""
     calls: list[dict[str, Any]] = []
+    gets: list[dict[str, Any]] = []
     real_client = dynamodb_module._client
 
     def recording_client(settings: Settings) -> Any:
         client = real_client(settings)
-        real_scan = client.scan
+        real_scan, real_get = client.scan, client.batch_get_item
 
         def scan(**kwargs: Any) -> dict[str, Any]:
             response = real_scan(**kwargs)
             calls.append({**kwargs, "_returned": len(response.get("Items", []))})
             return response
 
-        client.scan = scan
+        def batch_get_item(**kwargs: Any) -> dict[str, Any]:
+            gets.append(kwargs["RequestItems"])
+            return dict(real_get(**kwargs))
+
+        client.scan, client.batch_get_item = scan, batch_get_item
         return client
 
     monkeypatch.setattr(dynamodb_module, "_client", recording_client)
-    return calls
+    return calls, gets
 
 
 def test_dynamodb_load_merge_and_incremental(
-    isolated_settings: Callable[[], Settings], scans: list[dict[str, Any]]
+    isolated_settings: Callable[[], Settings], recorded: tuple[list[dict[str, Any]], list[dict[str, Any]]]
 ) -> None:
+    scans, gets = recorded
     settings = isolated_settings()
     t0 = START + dt.timedelta(days=1)
     put(settings, "carts", [cart(i, t0 + dt.timedelta(seconds=i)) for i in range(60)])
@@ -144,13 +150,16 @@ def test_dynamodb_load_merge_and_incremental(
     versions = {t: s.delta_version for t, s in load_summary(settings, pipeline).items()}
     assert versions == {"carts": 0, "sessions": 0, "reviews": 0}
 
-    # 2nd run, nothing changed: the filter ships only the items of the cursor's second; dlt drops them
+    # 2nd run, nothing changed: the scan ships keys and updated_at only, no item is fetched
     scans.clear()
+    gets.clear()
     raise_on_failed(pipeline.run(dynamodb_source(settings)))
     assert sum(rows_by_table(pipeline).values()) == 0
     second_run = [c for c in scans if c["TableName"] == carts_table]
-    assert {c["ExpressionAttributeValues"][":since"]["S"] for c in second_run} == {"2026-11-02T00:00:59"}
-    assert sum(c["_returned"] for c in second_run) == 1
+    assert {c["ProjectionExpression"] for c in second_run} == {"#k, #u"}
+    assert {tuple(sorted(c["ExpressionAttributeNames"].values())) for c in second_run} == {("cart_id", "updated_at")}
+    assert sum(c["_returned"] for c in second_run) == 60 and "FilterExpression" not in second_run[0]
+    assert gets == []
     assert {t: s.delta_version for t, s in load_summary(settings, pipeline).items()} == versions
 
     # 3rd run: 3 carts change, 2 are new, one review is edited -> exactly those are extracted and merged
@@ -161,6 +170,8 @@ def test_dynamodb_load_merge_and_incremental(
     put(settings, "reviews", [edited])
     raise_on_failed(pipeline.run(dynamodb_source(settings)))
     assert rows_by_table(pipeline) == {"carts": 5, "reviews": 1}
+    fetched = sorted(k["cart_id"]["S"] for keys in gets for k in keys.get(carts_table, {}).get("Keys", []))
+    assert fetched == ["cart-0003", "cart-0004", "cart-0005", "cart-0060", "cart-0061"]  # only the changed ones
     carts = bronze(settings, "carts", "cart_id")
     assert len(carts) == 62
     assert {k for k, v in carts.items() if v["status"] == "converted"} == {"cart-0003", "cart-0004", "cart-0005"}
@@ -220,3 +231,54 @@ def test_dynamodb_synthetic_items_round_trip(isolated_settings: Callable[[], Set
         assert row["customer_id"] == int(item["customer_id"]["N"])
     raise_on_failed(pipeline.run(dynamodb_source(settings)))
     assert sum(rows_by_table(pipeline).values()) == 0
+
+
+def test_deleted_and_expired_items_leave_bronze(isolated_settings: Callable[[], Settings]) -> None:
+    """A deleted item, and one past its TTL that DynamoDB has not removed yet, leave bronze; a key
+    created again comes back. Nothing else is rewritten."""
+    settings = isolated_settings()
+    client = dynamodb_client(settings)
+    table = settings.dynamodb_table("carts")
+    client.update_time_to_live(
+        TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
+    )
+    t0 = START + dt.timedelta(days=1)
+    in_an_hour = int((dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).timestamp())
+    put(settings, "carts", [cart(i, t0 + dt.timedelta(seconds=i)) | {"expires_at": in_an_hour} for i in range(6)])
+    pipeline = make_pipeline(settings, "bronze_dynamodb")
+    raise_on_failed(pipeline.run(dynamodb_source(settings, tables=["carts"])))
+    assert set(bronze(settings, "carts", "cart_id")) == {f"cart-{i:04d}" for i in range(6)}
+
+    client.delete_item(TableName=table, Key={"cart_id": {"S": "cart-0001"}})
+    an_hour_ago = int((dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).timestamp())
+    put(settings, "carts", [cart(2, t0 + dt.timedelta(hours=1)) | {"expires_at": an_hour_ago}])  # expired
+    raise_on_failed(pipeline.run(dynamodb_source(settings, tables=["carts"])))
+    assert set(bronze(settings, "carts", "cart_id")) == {"cart-0000", "cart-0003", "cart-0004", "cart-0005"}
+
+    put(settings, "carts", [cart(1, t0 + dt.timedelta(hours=2), status="converted")])  # the key is reused
+    raise_on_failed(pipeline.run(dynamodb_source(settings, tables=["carts"])))
+    carts = bronze(settings, "carts", "cart_id")
+    assert set(carts) == {"cart-0000", "cart-0001", "cart-0003", "cart-0004", "cart-0005"}
+    assert carts["cart-0001"]["status"] == "converted"
+    version = load_summary(settings, pipeline)["carts"].delta_version
+    raise_on_failed(pipeline.run(dynamodb_source(settings, tables=["carts"])))
+    assert sum(rows_by_table(pipeline).values()) == 0  # no change: no delete re-sent, nothing merged
+    assert load_summary(settings, pipeline)["carts"].delta_version == version
+
+
+def test_updated_at_with_a_space_or_another_offset_is_not_dropped(isolated_settings: Callable[[], Settings]) -> None:
+    """The cursor compares instants: a writer's `2026-11-02 10:00:00` or `...T05:00:00-05:00` is
+    newer than the cursor although it sorts lower as a string."""
+    settings = isolated_settings()
+    t0 = START + dt.timedelta(days=1)
+    put(settings, "carts", [cart(i, t0 + dt.timedelta(seconds=i)) for i in range(3)])
+    pipeline = make_pipeline(settings, "bronze_dynamodb")
+    raise_on_failed(pipeline.run(dynamodb_source(settings, tables=["carts"])))
+    later = t0 + dt.timedelta(hours=3)  # at -05:00 that is the day before, as text
+    spaced = cart(10, later) | {"updated_at": later.strftime("%Y-%m-%d %H:%M:%S")}
+    offset = cart(11, later) | {"updated_at": later.astimezone(dt.timezone(dt.timedelta(hours=-5))).isoformat()}
+    put(settings, "carts", [spaced, offset])
+    raise_on_failed(pipeline.run(dynamodb_source(settings, tables=["carts"])))
+    assert rows_by_table(pipeline) == {"carts": 2}
+    carts = bronze(settings, "carts", "cart_id")
+    assert carts["cart-0010"]["updated_at"] == later and carts["cart-0011"]["updated_at"] == later

@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
-import logging
-import shutil
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -14,14 +12,7 @@ from typing import Any
 import pytest
 from deltalake import DeltaTable
 
-from ingestion.dlt_sources import (
-    benchmark_clickstream_load,
-    landing_source,
-    load_summary,
-    make_pipeline,
-    raise_on_failed,
-    rows_by_table,
-)
+from ingestion.dlt_sources import LandingLoad, benchmark_clickstream_load, load_landing
 from lakehouse import duck
 from lakehouse.settings import Settings
 from lakehouse.stack.resources import s3_client
@@ -63,9 +54,7 @@ def version(settings: Settings, table: str) -> int:
     return int(DeltaTable(uri, storage_options=settings.delta_storage_options).version())
 
 
-def test_clickstream_exactly_once_with_quarantine(
-    isolated_settings: Callable[[], Settings], caplog: pytest.LogCaptureFixture
-) -> None:
+def test_clickstream_exactly_once_with_quarantine(isolated_settings: Callable[[], Settings]) -> None:
     settings = isolated_settings()
     key_a = "clickstream/dt=2026-11-20/events-a.json.gz"
     key_b = "clickstream/dt=2026-11-21/events-b.json.gz"
@@ -79,16 +68,16 @@ def test_clickstream_exactly_once_with_quarantine(
     # object b spans two event dates (late events of the previous day)
     events_b = [event(i, "2026-11-21") for i in range(150)] + [event(i, "2026-11-20") for i in range(500, 550)]
     put_lines(settings, key_b, [json.dumps(e) for e in events_b])
-    pipeline = make_pipeline(settings, "bronze_landing_clickstream")
 
     # the sensor's way: explicit keys
-    raise_on_failed(pipeline.run(landing_source(settings, object_keys=[key_a, key_b])))
-    assert rows_by_table(pipeline) == {"clickstream": 197 + 200, "_quarantine": 3}
+    report = load(settings, object_keys=[key_a, key_b])
+    assert (report.rows, report.quarantined, len(report.objects)) == (197 + 200, 3, 2)
     rows = bronze(settings, "clickstream")
     assert len(rows) == 397
     loaded_a = sorted((r for r in rows if r["_object_key"] == key_a), key=lambda r: r["_line_number"])
     assert [r["event_id"] for r in loaded_a] == [e["event_id"] for e in expected_a]
     assert {r["_object_etag"] for r in loaded_a} == {etag_a}
+    assert {r["_dlt_load_id"] for r in rows} == {report.load_id}
     assert [r["_line_number"] for r in loaded_a][:11] == [*range(1, 11), 12]
     sample = next(r for r in loaded_a if r["event_id"] == "ev-2026-11-20-61")
     assert sample["customer_id"] == 61 and sample["product_id"] == 105 and sample["referrer"] is None
@@ -103,8 +92,15 @@ def test_clickstream_exactly_once_with_quarantine(
     assert quarantine[1]["reason"] == "missing required field(s): event_ts"
     assert quarantine[2]["reason"].startswith("product_id: expected an integer")
     assert all(q["object_etag"] == etag_a and q["quarantined_at"] is not None for q in quarantine)
+    manifest = bronze(settings, "_objects")
+    assert sorted((m["object_key"], m["status"], m["rows"], m["quarantined_lines"]) for m in manifest) == [
+        (key_a, "loaded", 197, 3),
+        (key_a, "staged", 197, 3),
+        (key_b, "loaded", 200, 0),
+        (key_b, "staged", 200, 0),
+    ]
 
-    # partitioned by event_date; DuckDB reads it through delta_scan
+    # partitioned by event_date; DuckDB reads it through delta_scan (also the files written here)
     table = DeltaTable(
         settings.lake_uri("bronze", "landing", "clickstream"), storage_options=settings.delta_storage_options
     )
@@ -114,55 +110,29 @@ def test_clickstream_exactly_once_with_quarantine(
             "select event_date::varchar, count(*) from delta_scan(?) group by 1 order by 1",
             [settings.lake_uri("bronze", "landing", "clickstream")],
         ).fetchall()
+        # file statistics written by the loader let DuckDB skip files (a wrong min/max would lose rows)
+        one = con.execute(
+            "select count(*) from delta_scan(?) where _object_key = ?",
+            [settings.lake_uri("bronze", "landing", "clickstream"), key_b],
+        ).fetchone()
     assert per_day == [("2026-11-20", 247), ("2026-11-21", 150)]
+    assert one == (200,)
 
-    # re-delivery of the same objects (sensor fires twice, S3 event duplicated): nothing is added
-    versions = (version(settings, "clickstream"), version(settings, "_quarantine"))
-    raise_on_failed(pipeline.run(landing_source(settings, object_keys=[key_a, key_b])))
-    assert sum(rows_by_table(pipeline).values()) == 0
+    # re-delivery of the same objects (sensor fires twice, S3 event duplicated): nothing is written
+    versions = {t: version(settings, t) for t in ("clickstream", "_quarantine", "_objects")}
+    assert load(settings, object_keys=[key_a, key_b]).objects == []
     put_lines(settings, key_a, lines_a)  # same bytes uploaded again -> same ETag
-    raise_on_failed(pipeline.run(landing_source(settings)))  # prefix mode
-    assert sum(rows_by_table(pipeline).values()) == 0
-    assert (version(settings, "clickstream"), version(settings, "_quarantine")) == versions
+    assert load(settings).objects == []  # prefix mode
+    assert {t: version(settings, t) for t in versions} == versions
 
     # prefix mode loads only the new object
     key_c = "clickstream/dt=2026-11-22/events-c.json.gz"
     put_lines(settings, key_c, [json.dumps(event(i, "2026-11-22")) for i in range(25)])
-    raise_on_failed(pipeline.run(landing_source(settings)))
-    assert rows_by_table(pipeline) == {"clickstream": 25}
+    report = load(settings)
+    assert [(o.key, o.rows, o.replaced) for o in report.objects] == [(key_c, 25, False)]
     assert len(bronze(settings, "clickstream")) == 422
-
-    # the working dir (dlt state) is lost: the bronze table itself still prevents duplicates
-    shutil.rmtree(settings.state_path / "dlt" / "bronze_landing_clickstream")
-    fresh = make_pipeline(settings, "bronze_landing_clickstream")
-    raise_on_failed(fresh.run(landing_source(settings)))
-    with caplog.at_level(logging.INFO, logger="ingestion.dlt_sources.landing"):
-        other = make_pipeline(settings, "other_pipeline", dataset="landing")  # no state at all
-        raise_on_failed(other.run(landing_source(settings)))
-    assert sum(rows_by_table(other).values()) == 0
-    assert caplog.text.count("is already in bronze; recorded and skipped") == 3
-    assert len(bronze(settings, "clickstream")) == 422
-    assert len(bronze(settings, "_quarantine")) == 3
-
-    # a new version of an object (same key, other content -> other ETag) is a new delivery
-    put_lines(settings, key_c, [json.dumps(event(i, "2026-11-22")) for i in range(25, 30)])
-    raise_on_failed(fresh.run(landing_source(settings, object_keys=[key_c])))
-    assert rows_by_table(fresh) == {"clickstream": 5}
-    summary = load_summary(settings, fresh)
-    assert summary["clickstream"].rows == 5 and summary["clickstream"].delta_version == version(settings, "clickstream")
-    assert summary["partner_feeds"].delta_version is None
-
-
-def test_reprocessing_never_duplicates_quarantine_rows(isolated_settings: Callable[[], Settings]) -> None:
-    """An object whose every line is bad leaves no trace in the data table; quarantine merges insert-only."""
-    settings = isolated_settings()
-    key = "clickstream/dt=2026-11-20/events-bad.json.gz"
-    put_lines(settings, key, ["{oops", "not json", json.dumps(event(1, event_ts="soon"))])
-    for name in ("p_one", "p_two"):  # two pipelines = no shared dlt state
-        raise_on_failed(make_pipeline(settings, name, dataset="landing").run(landing_source(settings, [key])))
-    quarantine = bronze(settings, "_quarantine")
-    assert sorted(q["line_number"] for q in quarantine) == [1, 2, 3]
-    assert bronze(settings, "clickstream") == []
+    assert report.delta_versions["clickstream"] == version(settings, "clickstream")
+    assert report.delta_versions["_objects"] == version(settings, "_objects")
 
 
 def test_partner_feeds_load_with_quarantine(isolated_settings: Callable[[], Settings]) -> None:
@@ -178,9 +148,8 @@ def test_partner_feeds_load_with_quarantine(isolated_settings: Callable[[], Sett
         ]
     )
     s3_client(settings).put_object(Bucket=settings.landing_bucket, Key=key, Body=body.encode())
-    pipeline = make_pipeline(settings, "bronze_landing_partner_feeds")
-    raise_on_failed(pipeline.run(landing_source(settings, kind="partner_feeds")))
-    assert rows_by_table(pipeline) == {"partner_feeds": 2, "_quarantine": 2}
+    report = load(settings, kind="partner_feeds")
+    assert (report.rows, report.quarantined) == (2, 2)
     rows = sorted(bronze(settings, "partner_feeds"), key=lambda r: r["sku"])
     assert [(r["sku"], r["partner_price"], r["currency"], r["stock_level"], r["_line_number"]) for r in rows] == [
         ("SKU-1", Decimal("12.5"), "USD", 5, 2),
@@ -192,12 +161,12 @@ def test_partner_feeds_load_with_quarantine(isolated_settings: Callable[[], Sett
         ("partner_feeds", 3, "non-numeric partner_price: 'N/A'"),
         ("partner_feeds", 5, "wrong column count: expected 6, got 4"),
     ]
-    raise_on_failed(pipeline.run(landing_source(settings, kind="partner_feeds")))
-    assert sum(rows_by_table(pipeline).values()) == 0
+    [loaded] = [m for m in bronze(settings, "_objects") if m["status"] == "loaded"]
+    assert (loaded["kind"], loaded["event_dates"]) == ("partner_feeds", [dt.date(2026, 11, 20)])
+    assert load(settings, kind="partner_feeds").objects == []
     # a key the sensor saw but that is gone by now (lifecycle, manual delete) is skipped, not fatal
     gone = "partner_feeds/partner_007/dt=2026-11-21/feed-gone.csv"
-    raise_on_failed(pipeline.run(landing_source(settings, object_keys=[key, gone], kind="partner_feeds")))
-    assert sum(rows_by_table(pipeline).values()) == 0
+    assert load(settings, object_keys=[key, gone], kind="partner_feeds").objects == []
 
 
 def test_synthetic_landing_objects_and_benchmark(isolated_settings: Callable[[], Settings]) -> None:
@@ -216,8 +185,7 @@ def test_synthetic_landing_objects_and_benchmark(isolated_settings: Callable[[],
 
     result = benchmark_clickstream_load(settings)
     assert result.rows == sum(good[o["key"]] for o in clicks.objects) and result.rows_per_second > 0
-    feeds_pipeline = make_pipeline(settings, "bronze_landing_partner_feeds")
-    raise_on_failed(feeds_pipeline.run(landing_source(settings, kind="partner_feeds")))
+    load(settings, kind="partner_feeds")
 
     for table in ("clickstream", "partner_feeds"):
         loaded: dict[str, int] = {}
@@ -231,22 +199,157 @@ def test_synthetic_landing_objects_and_benchmark(isolated_settings: Callable[[],
     assert benchmark_clickstream_load(settings).rows == 0  # already loaded
 
 
-def test_verify_reconciles_state_with_bronze(isolated_settings: Callable[[], Settings]) -> None:
-    """dlt advances its state at extract time; `verify=True` trusts only what bronze really holds."""
+def test_verify_reloads_what_bronze_lost(isolated_settings: Callable[[], Settings]) -> None:
+    """The manifest is the ledger; `verify=True` checks the data table itself against it."""
     settings = isolated_settings()
     key = "clickstream/dt=2026-11-20/events-v.json.gz"
     put_lines(settings, key, [json.dumps(event(i)) for i in range(10)])
-    pipeline = make_pipeline(settings, "bronze_landing_clickstream")
-    raise_on_failed(pipeline.run(landing_source(settings)))
-    assert rows_by_table(pipeline) == {"clickstream": 10}
-    # simulate a load that never reached the lake although the state recorded the object
+    assert load(settings).rows == 10
+    # the data table is lost (restored from an old backup, deleted by hand...) but the manifest is not
     s3 = s3_client(settings)
     listing = s3.list_objects_v2(Bucket=settings.lake_bucket, Prefix="bronze/landing/clickstream/")
     s3.delete_objects(Bucket=settings.lake_bucket, Delete={"Objects": [{"Key": o["Key"]} for o in listing["Contents"]]})
-    raise_on_failed(pipeline.run(landing_source(settings)))
-    assert sum(rows_by_table(pipeline).values()) == 0  # the state alone believes it is loaded
-    raise_on_failed(pipeline.run(landing_source(settings, verify=True)))
-    assert rows_by_table(pipeline) == {"clickstream": 10}
-    raise_on_failed(pipeline.run(landing_source(settings, verify=True)))
-    assert sum(rows_by_table(pipeline).values()) == 0
+    assert load(settings).objects == []  # the manifest alone believes it is loaded
+    assert load(settings, verify=True).rows == 10
+    assert load(settings, verify=True).objects == []
     assert len(bronze(settings, "clickstream")) == 10
+
+
+def load(settings: Settings, **kwargs: Any) -> LandingLoad:
+    return load_landing(settings, **kwargs)
+
+
+def test_a_corrected_object_replaces_all_its_earlier_rows(isolated_settings: Callable[[], Settings]) -> None:
+    """Version 2 drops a day and moves an event to another day: bronze must hold exactly version 2."""
+    settings = isolated_settings()
+    key = "clickstream/dt=2026-11-20/events-fix.json.gz"
+    other = "clickstream/dt=2026-11-25/events-other.json.gz"
+    v1 = [event(i, "2026-11-20") for i in range(6)] + [event(i, "2026-11-21") for i in range(6, 10)]
+    etag_1 = put_lines(settings, key, [json.dumps(e) for e in v1])
+    put_lines(settings, other, [json.dumps(event(i, "2026-11-25")) for i in range(5)])
+    load(settings)
+    uri = settings.lake_uri("bronze", "landing", "clickstream")
+    table = DeltaTable(uri, storage_options=settings.delta_storage_options)
+    untouched = sorted(f for f in table.file_uris() if "event_date=2026-11-25" in f)
+    before = table.version()
+
+    # version 2: 2026-11-21 dropped, ev-2026-11-20-5 moved to 2026-11-22, one event corrected
+    v2 = [event(i, "2026-11-20") for i in range(5)] + [event(5, "2026-11-20", event_ts="2026-11-22T08:00:00Z")]
+    v2[0]["event_type"] = "add_to_cart"
+    etag_2 = put_lines(settings, key, [json.dumps(e) for e in v2])
+    assert etag_2 != etag_1
+    load(settings)
+    table = DeltaTable(uri, storage_options=settings.delta_storage_options)
+    rows = [r for r in table.to_pyarrow_table().to_pylist() if r["_object_key"] == key]
+    assert sorted((r["event_id"], str(r["event_date"]), r["event_type"]) for r in rows) == sorted(
+        (e["event_id"], e["event_ts"][:10], e["event_type"]) for e in v2
+    )
+    assert {r["_object_etag"] for r in rows} == {etag_2}
+    # one atomic commit replaced the object; the other object's day was not rewritten
+    assert table.version() == before + 1
+    assert sorted(f for f in table.file_uris() if "event_date=2026-11-25" in f) == untouched
+
+    # the manifest lists both versions with the days each touched, the newer loaded later
+    manifest = bronze(settings, "_objects")
+    mine = sorted(
+        (m for m in manifest if m["object_key"] == key and m["status"] == "loaded"), key=lambda m: m["loaded_at"]
+    )
+    # each version was recorded (status staged, no loaded_at) before its data moved
+    intents = [m for m in manifest if m["object_key"] == key and m["status"] == "staged"]
+    assert sorted(m["object_etag"] for m in intents) == sorted([etag_1, etag_2])
+    assert all(m["loaded_at"] is None and m["recorded_at"] is not None for m in intents)
+    assert [(m["kind"], m["object_etag"], [str(d) for d in m["event_dates"]], m["rows"]) for m in mine] == [
+        ("clickstream", etag_1, ["2026-11-20", "2026-11-21"], 10),
+        ("clickstream", etag_2, ["2026-11-20", "2026-11-22"], 6),
+    ]
+    assert mine[0]["loaded_at"] < mine[1]["loaded_at"]
+    assert {r["_dlt_load_id"] for r in rows} == {mine[1]["load_id"]}
+
+    load(settings)  # nothing new: neither table changes
+    assert DeltaTable(uri, storage_options=settings.delta_storage_options).version() == before + 1
+    assert len(bronze(settings, "_objects")) == len(manifest)
+
+
+def test_a_crash_between_the_commits_neither_doubles_nor_loses_rows(
+    isolated_settings: Callable[[], Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loader dies after the data commit, before the `loaded` manifest row (the worst place):
+    the retry replaces instead of appending, and a version that arrived meanwhile still removes
+    the days the interrupted one had added."""
+    from ingestion.dlt_sources import landing as landing_module
+
+    settings = isolated_settings()
+    key, mixed = "clickstream/dt=2026-11-20/events-k.json.gz", "clickstream/dt=2026-11-20/events-m.json.gz"
+    put_lines(settings, key, [json.dumps(event(i, "2026-11-20")) for i in range(4)])
+    assert load(settings).rows == 4
+    real_append = landing_module.append_rows
+
+    def dies_before_done(settings: Settings, uri: str, rows: Any, *args: Any) -> int:
+        if rows["status"][0].as_py() == "loaded":
+            raise RuntimeError("killed")
+        return int(real_append(settings, uri, rows, *args))
+
+    # version 2 adds 2026-11-21; a second object has good and bad lines
+    put_lines(
+        settings, key, [json.dumps(event(i, "2026-11-20")) for i in range(4)] + [json.dumps(event(9, "2026-11-21"))]
+    )
+    put_lines(settings, mixed, [json.dumps(event(20, "2026-11-20")), "{oops"])
+    monkeypatch.setattr(landing_module, "append_rows", dies_before_done)
+    with pytest.raises(RuntimeError, match="killed"):
+        load(settings)
+    monkeypatch.setattr(landing_module, "append_rows", real_append)
+    assert sorted(str(r["event_date"]) for r in bronze(settings, "clickstream") if r["_object_key"] == key) == [
+        "2026-11-20"
+    ] * 4 + ["2026-11-21"]  # version 2 reached bronze, unrecorded
+
+    # version 3 arrives before any retry, and drops 2026-11-21 (only the unrecorded version 2 had it)
+    etag_3 = put_lines(settings, key, [json.dumps(event(i, "2026-11-22")) for i in range(3)])
+    report = load(settings)  # the retry: both objects again
+    assert sorted((o.key, o.rows, o.quarantined) for o in report.objects) == [(key, 3, 0), (mixed, 1, 1)]
+    rows = [r for r in bronze(settings, "clickstream") if r["_object_key"] == key]
+    assert sorted((str(r["event_date"]), r["_object_etag"]) for r in rows) == [("2026-11-22", etag_3)] * 3
+    assert len([r for r in bronze(settings, "clickstream") if r["_object_key"] == mixed]) == 1
+    assert len(bronze(settings, "_quarantine")) == 1  # the interrupted attempt's row was replaced
+    assert load(settings).objects == []
+
+
+def test_a_table_from_the_old_loader_gets_its_manifest_and_loses_superseded_versions(
+    isolated_settings: Callable[[], Settings],
+) -> None:
+    """Before the manifest, corrected objects were appended next to their earlier version."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from ingestion.dlt_sources.landing_parse import BRONZE_SCHEMAS
+
+    settings = isolated_settings()
+    key = "clickstream/dt=2026-11-20/events-old.json.gz"
+    put_lines(settings, key, [json.dumps(event(i)) for i in range(3)])  # the current version in S3
+    current = s3_client(settings).head_object(Bucket=settings.landing_bucket, Key=key)["ETag"].strip('"')
+
+    def legacy(etag: str, day: str, load_id: str, n: int) -> pa.Table:
+        base = {f.name: pa.nulls(n, f.type) for f in BRONZE_SCHEMAS["clickstream"]}
+        base |= {
+            "event_id": pa.array([f"ev-{day}-{i}" for i in range(n)]),
+            "event_ts": pa.array([dt.datetime.fromisoformat(f"{day}T00:00:0{i}+00:00") for i in range(n)]),
+            "event_date": pa.array([dt.date.fromisoformat(day)] * n),
+            "_object_key": pa.array([key] * n),
+            "_object_etag": pa.array([etag] * n),
+            "_line_number": pa.array(range(1, n + 1), pa.int64()),
+            "_dlt_load_id": pa.array([load_id] * n),
+        }
+        return pa.table(base, schema=BRONZE_SCHEMAS["clickstream"])
+
+    uri = settings.lake_uri("bronze", "landing", "clickstream")
+    old = pa.concat_tables(
+        [legacy("0ld", "2026-11-19", "1700000000.1", 2), legacy(current, "2026-11-20", "1700000100.2", 3)]
+    )
+    write_deltalake(uri, old, partition_by=["event_date"], storage_options=settings.delta_storage_options)
+
+    assert load(settings).objects == []  # the current version is recognised as loaded
+    rows = bronze(settings, "clickstream")
+    assert sorted((r["_object_etag"], str(r["event_date"])) for r in rows) == [(current, "2026-11-20")] * 3
+    manifest = sorted(
+        (m["object_etag"], m["status"], [str(d) for d in m["event_dates"]]) for m in bronze(settings, "_objects")
+    )
+    assert manifest == [("0ld", "loaded", ["2026-11-19"]), (current, "loaded", ["2026-11-20"])]

@@ -1,4 +1,4 @@
-"""Marketing REST API -> bronze/marketing/* with dlt's rest_api source, against the real synthetic API.
+"""Marketing REST API -> bronze/marketing/* with the dlt marketing source, against the real synthetic API.
 
 The API app runs in-process (uvicorn on a free port) bound to an isolated PostgreSQL database, so
 the test controls every row it serves.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
@@ -81,6 +82,12 @@ def postgres_rows(settings: Settings, table: str) -> list[dict[str, Any]]:
 def bronze(settings: Settings, table: str) -> list[dict[str, Any]]:
     uri = settings.lake_uri("bronze", "marketing", table)
     return DeltaTable(uri, storage_options=settings.delta_storage_options).to_pyarrow_table().to_pylist()
+
+
+def duplicated_keys(rows: list[dict[str, Any]], *key: str) -> dict[tuple[Any, ...], int]:
+    """Keys held by more than one bronze row (counted on the table itself, not through a dict)."""
+    counts = Counter(tuple(row[k] for k in key) for row in rows)
+    return {k: n for k, n in counts.items() if n > 1}
 
 
 def test_marketing_paginated_incremental_merge(served: ServedApi) -> None:
@@ -168,6 +175,41 @@ def test_a_row_updated_between_two_pages_is_not_skipped(served: ServedApi) -> No
     served.after_response = update_after_first_page
     pipeline = make_pipeline(settings, "bronze_marketing")
     raise_on_failed(pipeline.run(marketing_source(settings, page_size=10, base_url=served.url)))
-    loaded = {r["campaign_id"]: r for r in bronze(settings, "campaigns")}
+    rows = bronze(settings, "campaigns")
+    # the campaign was read twice in this load (page 1, then again at the end): one row, the newest
+    assert duplicated_keys(rows, "campaign_id") == {}
+    assert len(rows) == len(postgres_rows(settings, "campaigns")) == 45
+    loaded = {r["campaign_id"]: r for r in rows}
     assert loaded.keys() == {r["campaign_id"] for r in postgres_rows(settings, "campaigns")}
     assert loaded[first["campaign_id"]]["status"] == "paused"  # read again at the end, in its new state
+    assert loaded[first["campaign_id"]]["updated_at"] == later
+    assert duplicated_keys(bronze(settings, "ad_spend"), "campaign_id", "spend_date") == {}
+
+
+def test_a_row_committed_late_with_an_older_stamp_is_loaded(served: ServedApi) -> None:
+    """`updated_at = now()` is the transaction start: a long transaction commits a row stamped
+    before rows that another transaction committed (and a load read) in the meantime. The cursor
+    keeps a safety margin, so the next load still asks for that stamp."""
+    settings = served.settings
+    table = f"{settings.marketing_schema}.campaigns"
+    ids = sorted(r["campaign_id"] for r in postgres_rows(settings, "campaigns"))
+    pipeline = make_pipeline(settings, "bronze_marketing")
+    raise_on_failed(pipeline.run(marketing_source(settings, page_size=10, base_url=served.url)))
+    with psycopg.connect(settings.postgres_dsn) as slow:
+        # the trigger stamps now(): the start of this still-open transaction
+        slow.execute(f"update {table} set status = 'ended' where campaign_id = %s", (ids[0],))
+        with psycopg.connect(settings.postgres_dsn, autocommit=True) as fast:
+            fast.execute(f"update {table} set status = 'paused' where campaign_id = %s", (ids[1],))
+        raise_on_failed(pipeline.run(marketing_source(settings, page_size=10, base_url=served.url)))
+        assert rows_by_table(pipeline) == {"campaigns": 1}  # only the committed change is visible
+        slow.commit()
+    stamps = {r["campaign_id"]: r["updated_at"] for r in postgres_rows(settings, "campaigns")}
+    assert stamps[ids[0]] < stamps[ids[1]], "the slow transaction's row carries the older stamp"
+    raise_on_failed(pipeline.run(marketing_source(settings, page_size=10, base_url=served.url)))
+    assert rows_by_table(pipeline) == {"campaigns": 1}  # the late row; the unchanged one is skipped
+    rows = bronze(settings, "campaigns")
+    assert duplicated_keys(rows, "campaign_id") == {}
+    loaded = {r["campaign_id"]: r for r in rows}
+    assert (loaded[ids[0]]["status"], loaded[ids[1]]["status"]) == ("ended", "paused")
+    raise_on_failed(pipeline.run(marketing_source(settings, page_size=10, base_url=served.url)))
+    assert sum(rows_by_table(pipeline).values()) == 0  # inside the margin, unchanged rows are not reloaded

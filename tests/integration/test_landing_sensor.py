@@ -80,3 +80,34 @@ def test_partner_feeds_are_not_picked_up_by_the_clickstream_sensor(landing: Sett
     )
     requests, _ = _evaluate(None)
     assert requests == []
+
+
+def test_odd_keys_never_block_the_valid_objects_of_a_tick(landing: Settings) -> None:
+    """A marker file or an unexpected path under the prefix: the valid objects still load, the
+    odd one is quarantined with a clear record, an empty marker is skipped."""
+    from ingestion.dlt_sources import load_landing
+    from tests.integration.test_dlt_landing import bronze
+
+    valid = "clickstream/dt=2026-11-20/events-ok.json.gz"
+    _put(
+        landing,
+        valid,
+        b'{"event_id": "e1", "event_type": "page_view", "event_ts": "2026-11-20T10:00:00Z", "session_id": "s"}\n',
+    )
+    odd = "clickstream/dt=2026-11-20/nested/extra.json"
+    s3_client(landing).put_object(Bucket=landing.landing_bucket, Key=odd, Body=b'{"event_id": "e2"}\n')
+    marker = "clickstream/dt=2026-11-20/_SUCCESS"
+    s3_client(landing).put_object(Bucket=landing.landing_bucket, Key=marker, Body=b"")
+    requests, _ = _evaluate(None)
+    assert _keys(requests) == [valid, odd]  # the empty marker starts no run
+
+    [request] = requests
+    report = load_landing(landing, kind="clickstream", object_keys=_keys([request]))
+    assert sorted((o.key, o.rows, o.quarantined) for o in report.objects) == [(valid, 1, 0), (odd, 0, 1)]
+    assert [r["event_id"] for r in bronze(landing, "clickstream")] == ["e1"]
+    [quarantined] = bronze(landing, "_quarantine")
+    assert (quarantined["object_key"], quarantined["line_number"]) == (odd, 0)
+    assert "does not follow the clickstream landing layout" in quarantined["reason"]
+    # recorded like any object version: the catch-up (prefix mode) does not quarantine it again
+    assert load_landing(landing, kind="clickstream").objects == []
+    assert load_landing(landing, kind="clickstream", object_keys=[marker]).objects == []

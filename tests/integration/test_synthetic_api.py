@@ -16,6 +16,7 @@ from lakehouse.stack.resources import dynamodb_client, s3_client
 from lakehouse.synthetic.api import create_app
 from lakehouse.synthetic.checks import integrity_violations, table_counts
 from lakehouse.synthetic.entities import ENTITIES
+from tests.fixtures.aws import count_items, list_keys
 
 START = "2024-06-01"
 
@@ -23,9 +24,8 @@ START = "2024-06-01"
 def snapshot(settings: Settings) -> dict[str, Any]:
     """Everything the generators can change: table counts, DynamoDB item counts, landing keys."""
     dynamodb = dynamodb_client(settings)
-    items = {t: dynamodb.scan(TableName=settings.dynamodb_table(t), Select="COUNT")["Count"] for t in DYNAMODB_TABLES}
-    listing = s3_client(settings).list_objects_v2(Bucket=settings.landing_bucket)
-    keys = sorted(o["Key"] for o in listing.get("Contents", []))
+    items = {t: count_items(dynamodb, settings.dynamodb_table(t)) for t in DYNAMODB_TABLES}
+    keys = sorted(list_keys(s3_client(settings), settings.landing_bucket))
     return {"tables": table_counts(settings), "items": items, "keys": keys}
 
 

@@ -22,6 +22,7 @@ from lakehouse.stack.resources import DYNAMODB_KEYS, dynamodb_client, s3_client
 from lakehouse.synthetic.checks import fingerprints, integrity_violations
 from lakehouse.synthetic.db import connect
 from lakehouse.synthetic.entities import generate
+from tests.fixtures.aws import count_items, list_keys
 
 START = "2024-07-01"
 
@@ -40,10 +41,9 @@ def scan(settings: Settings, logical: str) -> list[dict[str, Any]]:
 
 def landing(settings: Settings, prefix: str) -> dict[str, bytes]:
     s3 = s3_client(settings)
-    listing = s3.list_objects_v2(Bucket=settings.landing_bucket, Prefix=prefix)
     return {
-        o["Key"]: s3.get_object(Bucket=settings.landing_bucket, Key=o["Key"])["Body"].read()
-        for o in listing.get("Contents", [])
+        key: s3.get_object(Bucket=settings.landing_bucket, Key=key)["Body"].read()
+        for key in list_keys(s3, settings.landing_bucket, prefix)
     }
 
 
@@ -150,9 +150,7 @@ def _everything(settings: Settings) -> dict[str, Any]:
     return {
         "tables": fingerprints(settings),
         "carts": scan(settings, "carts"),
-        "counts": {
-            t: client.scan(TableName=settings.dynamodb_table(t), Select="COUNT")["Count"] for t in DYNAMODB_TABLES
-        },
+        "counts": {t: count_items(client, settings.dynamodb_table(t)) for t in DYNAMODB_TABLES},
         "landing": landing(settings, ""),
     }
 

@@ -10,42 +10,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
 
 import pytest
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from deltalake import DeltaTable
 
-from ingestion.cdc.config import SinkConfig
 from ingestion.cdc.decode import Message
+from ingestion.cdc.kafka_transport import KafkaTransport
 from ingestion.cdc.sink import CdcSink, KafkaFatalError, OffsetOutOfRange, SinkReport
+from tests.unit.cdc_support import local_config
 
 TOPIC = "ecom.shop.customers"
-
-
-@dataclass(frozen=True)
-class LocalConfig(SinkConfig):
-    """The sink's layout under a local directory instead of an S3 bucket."""
-
-    root: str = ""
-
-    def uri(self, layer: Literal["bronze", "silver", "history"], table: str) -> str:
-        return f"{self.root}/{layer}/{table}"
-
-
-def _config(tmp_path: Path, **overrides: Any) -> LocalConfig:
-    values: dict[str, Any] = {
-        "kafka": {},
-        "topic_prefix": "ecom",
-        "schema": "shop",
-        "lake_bucket": "unused",
-        "storage_options": {},
-        "root": str(tmp_path),
-    }
-    values.update(overrides)
-    return LocalConfig(**values)
 
 
 def _change(offset: int, customer_id: int | None = None, partition: int = 0, topic: str = TOPIC) -> Message:
@@ -58,7 +35,7 @@ def _change(offset: int, customer_id: int | None = None, partition: int = 0, top
 
 # ---------------------------------------------------------------------------- a concurrent sink
 def test_rows_another_sink_appended_to_bronze_meanwhile_reach_silver_and_history(tmp_path: Path) -> None:
-    config = _config(tmp_path)
+    config = local_config(tmp_path)
     other = CdcSink(replace(config, downstream=False))  # e.g. a follow-mode sink, bronze first
 
     def other_sink_commits(point: str) -> None:
@@ -142,10 +119,10 @@ def _scripted_sink(
     tmp_path: Path, polls: Iterator[list[Record]], committed: dict[int, int] | None = None, high_watermark: int = -1001
 ) -> tuple[CdcSink, ScriptedConsumer, list[list[Message]]]:
     """A sink on two partitions of one topic whose applying is recorded, not performed."""
-    sink = CdcSink(_config(tmp_path))
+    sink = CdcSink(local_config(tmp_path))
     consumer = ScriptedConsumer(polls, high_watermark)
     applied: list[list[Message]] = []
-    sink._consumer = consumer  # type: ignore[assignment]
+    sink.transport._consumer = consumer  # type: ignore[attr-defined]
     sink.catch_up = lambda tables, report: None  # type: ignore[method-assign]
     sink.discover = lambda tables=None: {TOPIC: [0, 1]}  # type: ignore[method-assign]
     sink.committed_offset = lambda topic, partition: (committed or {}).get(partition)  # type: ignore[method-assign]
@@ -220,9 +197,170 @@ def test_group_offsets_are_not_committed_for_a_stopped_table(tmp_path: Path) -> 
 
 
 def test_catch_up_without_a_table_list_uses_the_discovered_tables(tmp_path: Path) -> None:
-    sink = CdcSink(_config(tmp_path, tables=None))
+    sink = CdcSink(local_config(tmp_path, tables=None))
     sink.discover = lambda tables=None: {TOPIC: [0], "ecom.shop.orders": [0], "ecom.other.x": [0]}  # type: ignore[method-assign]
     repaired: list[str] = []
     sink._apply_downstream = lambda table, *args: repaired.append(table) or {}  # type: ignore[method-assign]
     sink.catch_up(None, SinkReport())
     assert repaired == ["customers", "orders"]
+
+
+# ---------------------------------------------------------------------------- follow mode robustness
+def _transient() -> KafkaException:
+    return KafkaException(KafkaError(KafkaError._TRANSPORT, "Failed to get metadata: Local: Broker transport failure"))
+
+
+def test_follow_survives_kafka_being_unreachable_at_start_up_and_in_catch_up(tmp_path: Path) -> None:
+    """Catch-up (which looks up topics and partitions in Kafka) and discovery fail while the broker is
+    away; follow mode retries them instead of dying, then applies what arrives."""
+    import threading
+
+    def polls() -> Iterator[list[Record]]:
+        for _ in range(5):  # nothing while discovery fails
+            yield []
+        yield [Record(0, 0)]
+        while True:
+            yield []
+
+    sink, _consumer, applied = _scripted_sink(tmp_path, polls())
+    sink.config = replace(sink.config, downstream=False)
+    failures = {"catch-up": 2, "discovery": 2}
+    calls: list[str] = []
+
+    def catch_up(tables: object, report: object) -> None:
+        calls.append("catch-up")
+        if failures["catch-up"]:
+            failures["catch-up"] -= 1
+            raise _transient()
+
+    def discover(tables: object = None) -> dict[str, list[int]]:
+        calls.append("discover")
+        if failures["discovery"]:
+            failures["discovery"] -= 1
+            raise _transient()
+        return {TOPIC: [0, 1]}
+
+    sink.catch_up = catch_up  # type: ignore[method-assign]
+    sink.discover = discover  # type: ignore[method-assign]
+    stop = threading.Event()
+
+    def stop_when_applied(report: SinkReport) -> None:
+        stop.set()
+
+    follower = threading.Thread(
+        target=sink.follow, args=(stop,), kwargs={"on_batch": stop_when_applied, "rediscover_seconds": 0.0}
+    )
+    follower.start()
+    follower.join(30)
+    assert not follower.is_alive() and applied, calls
+    assert calls.count("catch-up") == 3 and calls.count("discover") >= 3, calls
+
+
+def test_follow_raises_fatal_kafka_errors_at_start_up(tmp_path: Path) -> None:
+    import threading
+
+    sink, _consumer, _applied = _scripted_sink(tmp_path, iter([]))
+    fatal = KafkaException(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, "not authorized"))
+
+    def catch_up(tables: object, report: object) -> None:
+        raise fatal
+
+    sink.catch_up = catch_up  # type: ignore[method-assign]
+    with pytest.raises(KafkaFatalError, match="not authorized"):
+        sink.follow(threading.Event())
+
+
+def test_follow_keeps_other_tables_flowing_while_one_is_stopped(tmp_path: Path) -> None:
+    import threading
+
+    orders = "ecom.shop.orders"
+    reset = KafkaError(KafkaError._AUTO_OFFSET_RESET, "Offset out of range")
+
+    def polls() -> Iterator[list[Record]]:
+        yield [Record(0, error=reset)]  # customers stops
+        yield [Record(0, 0, message=_change(0, topic=orders))]  # orders still flows
+        while True:
+            yield []
+
+    sink, _consumer, applied = _scripted_sink(tmp_path, polls(), committed={0: 41})
+    sink.config = replace(sink.config, downstream=False)
+    sink.discover = lambda tables=None: {TOPIC: [0], orders: [0]}  # type: ignore[method-assign]
+    stop = threading.Event()
+    sink.follow(stop, on_batch=lambda report: stop.set())
+    assert "customers" in sink.blocked and [m.topic for batch in applied for m in batch] == [orders]
+
+
+def test_the_follow_mode_history_worker_reaches_the_crash_hooks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Crash tests inject their kill at named points: the history worker of follow mode must pass
+    them too (it used to run without the hooks)."""
+    import threading
+
+    config = local_config(tmp_path)
+    CdcSink(replace(config, downstream=False)).apply([_change(o) for o in range(3)], SinkReport())  # bronze only
+    monkeypatch.setattr(KafkaTransport, "partitions", lambda self, table: [0])
+    stop = threading.Event()
+    seen: list[tuple[str, str]] = []
+
+    def checkpoint(point: str) -> None:
+        seen.append((point, threading.current_thread().name))
+        if point == "history-merge:start" and threading.current_thread().name == "cdc-history":
+            stop.set()
+
+    sink = CdcSink(config, checkpoint=checkpoint)
+    sink.transport._consumer = ScriptedConsumer(iter([]))  # type: ignore[attr-defined]
+    sink.catch_up = lambda tables, report: None  # type: ignore[method-assign]
+    sink.discover = lambda tables=None: {TOPIC: [0]}  # type: ignore[method-assign]
+    follower = threading.Thread(target=sink.follow, args=(stop, ["customers"]))
+    follower.start()
+    follower.join(30)
+    assert ("history-merge:start", "cdc-history") in seen, seen
+
+
+# ---------------------------------------------------------------------------- logging of the Kafka clients
+def test_no_librdkafka_log_flood_while_the_broker_is_down(tmp_path: Path) -> None:
+    """Every Kafka client of the pipeline (the sink's consumer and admin clients, the sensor's probe,
+    the publisher's producer and admin client) logs through Python logging, rate-limited: nothing raw
+    on stderr, a handful of lines over several seconds of a dead broker."""
+    import socket
+    import subprocess
+    import sys
+    import textwrap
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens here once closed
+    script = textwrap.dedent(
+        f"""
+        import logging, sys, threading, time
+        logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="LOG %(name)s %(message)s")
+        from ingestion.cdc.config import SinkConfig
+        from ingestion.cdc.kafka_transport import probe_consumer
+        from ingestion.cdc.publisher import KafkaPublishingHandler
+        from confluent_kafka import TopicPartition
+        from ingestion.cdc.sink import CdcSink
+        from lakehouse.settings import Settings
+
+        settings = Settings(_env_file=None, kafka_port={port}, state_dir={str(tmp_path)!r})
+        config = SinkConfig.from_settings(settings)
+        sink = CdcSink(config)
+        probe = probe_consumer(config)
+        for consumer in (sink.transport.consumer, probe):
+            consumer.incremental_assign([TopicPartition("t.shop.customers", 0, 0)])
+        polling = lambda: [c.consume(100, 0.5) for _ in range(12) for c in (sink.transport.consumer, probe)]
+        threading.Thread(target=polling, daemon=True).start()
+        handler = KafkaPublishingHandler(settings)
+        try:
+            sink.discover()
+        except Exception as exc:
+            print("EXC", type(exc).__name__)
+        time.sleep(2)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    raw = [line for line in result.stderr.splitlines() if "rdkafka" in line or line.startswith("%")]
+    assert raw == [], raw[:5]
+    logged = [line for line in result.stdout.splitlines() if line.startswith("LOG ")]
+    assert 0 < len(logged) <= 25, "\n".join(logged)
+    assert "EXC" in result.stdout, result.stdout + result.stderr

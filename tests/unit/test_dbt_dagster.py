@@ -7,6 +7,7 @@ from types import ModuleType
 
 import dagster as dg
 import pytest
+import yaml
 
 from lakehouse.settings import DYNAMODB_TABLES, OLTP_TABLES, get_settings
 
@@ -36,13 +37,16 @@ def _key(*parts: str) -> dg.AssetKey:
 def test_model_keys_are_layer_and_name(dbt_defs: ModuleType) -> None:
     assets = dbt_defs.dbt_lakehouse
     keys = {key.path[0] for key in assets.keys}
-    assert keys == {"staging", "intermediate", "marts"}
+    assert keys == {"staging", "intermediate", "marts", "seeds"}
     for key in assets.keys:
         spec = assets.specs_by_key[key]
         assert spec.group_name == key.path[0]
         assert spec.kinds == {"dbt", "duckdb"}
+        if key.path[0] == "seeds":
+            continue
         prefix = {"staging": ("stg_",), "intermediate": ("int_",), "marts": ("fct_", "dim_")}[key.path[0]]
         assert key.path[1].startswith(prefix)
+    assert _key("seeds", "currency_rates") in assets.keys
     for mart in ("fct_orders", "fct_order_items", "dim_customers", "dim_products", "fct_daily_revenue",
                  "fct_web_sessions", "fct_conversion_funnel_daily", "fct_campaign_performance_daily",
                  "fct_inventory_levels"):  # fmt: skip
@@ -56,6 +60,7 @@ def test_sources_map_to_the_lake_assets(dbt_defs: ModuleType) -> None:
     expected |= {_key("bronze", "dynamodb", t) for t in DYNAMODB_TABLES}
     expected |= {_key("bronze", "landing", t) for t in ("clickstream", "partner_feeds")}
     expected |= {_key("bronze", "marketing", t) for t in ("campaigns", "ad_spend")}
+    expected.add(_key("bronze", "landing", "_objects"))  # the landing loaders' manifest
     assert upstream == expected
     assert assets.asset_deps[_key("staging", "stg_shop__orders")] == {_key("silver", "orders")}
     assert _key("staging", "stg_shop__orders") in assets.asset_deps[_key("marts", "fct_orders")]
@@ -122,6 +127,16 @@ def test_partition_window_becomes_dbt_vars(dbt_defs: ModuleType) -> None:
         dbt_defs.dbt_vars(one_day, dbt_defs.DbtBuildConfig(lookback_days=-1))
 
 
+def test_first_partition_is_the_dbt_var(dbt_defs: ModuleType) -> None:
+    """dbt builds the days before the first partition in that partition's run (var
+    first_partition_date): it must be Dagster's first partition."""
+    from orchestration.dbt_project import REPO_ROOT
+
+    project = yaml.safe_load((REPO_ROOT / "dbt_project.yml").read_text())
+    assert project["vars"]["first_partition_date"] == dbt_defs.PARTITIONS_START_DATE
+    assert dbt_defs.daily_partitions.get_first_partition_key() == dbt_defs.PARTITIONS_START_DATE
+
+
 @pytest.mark.parametrize("bad_key", ["2025-12-31", "yesterday", "2026-13-01"])
 def test_invalid_partition_key_is_rejected(defs: dg.Definitions, bad_key: str) -> None:
     job = defs.resolve_job_def("dbt_daily")
@@ -145,3 +160,96 @@ def test_code_location_loads_with_the_dbt_assets(dbt_defs: ModuleType) -> None:
     graph = defs.resolve_asset_graph()
     assert _key("marts", "fct_daily_revenue") in graph.get_all_asset_keys()
     assert "dbt" in (defs.resources or {})
+    # what `dagster dev` and the code server do: every job builds, no two ops/graphs share a name
+    # (a job named like the freshness check's op once broke the code location)
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_every_source_has_a_freshness_check(dbt_defs: ModuleType, defs: dg.Definitions) -> None:
+    """`dbt source freshness` is surfaced as the check dbt_source_freshness on each lake asset dbt
+    reads, run hourly by its own job."""
+    upstream = {dep for deps in dbt_defs.dbt_lakehouse.asset_deps.values() for dep in deps}
+    upstream -= set(dbt_defs.dbt_lakehouse.keys)
+    checks = {spec.key for spec in dbt_defs.freshness_specs}
+    assert checks == {dg.AssetCheckKey(key, "dbt_source_freshness") for key in upstream}
+    assert defs.resolve_job_def("dbt_source_freshness_job") is not None
+    schedule = defs.resolve_schedule_def("dbt_source_freshness_schedule")
+    assert schedule.cron_schedule == "45 * * * *"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+
+
+@pytest.mark.parametrize("selection", ["ingestion", "partitioned"])
+def test_whole_graph_selections_build_a_job(dbt_defs: ModuleType, selection: str) -> None:
+    """The demo's runs select asset groups, which takes the freshness checks of the selected lake
+    assets but not those of a lake table no asset materializes (the landing manifest): the
+    freshness check must run for a subset of its checks, or the job cannot even be built."""
+    from orchestration import selection as selections
+    from orchestration.definitions import defs as all_defs
+
+    query = getattr(selections, f"{selection}_selection")()
+    job = dg.define_asset_job(f"whole_{selection}", selection=query).resolve(asset_graph=all_defs.resolve_asset_graph())
+    expected = _key("bronze", "landing", "clickstream") if selection == "ingestion" else _key("marts", "fct_orders")
+    assert expected in job.asset_layer.executable_asset_keys
+
+
+def test_freshness_results_become_check_results(dbt_defs: ModuleType) -> None:
+    """pass -> passed; warn -> failed, WARN; error and runtime error -> failed, ERROR; a source dbt
+    did not evaluate -> failed, saying so."""
+    manifest = {
+        "sources": {
+            f"source.p.{name}": {
+                "resource_type": "source",
+                "source_name": "s",
+                "name": name,
+                "meta": {"dagster": {"asset_key": ["lake", name]}},
+            }
+            for name in ("fresh", "late", "stale", "broken", "skipped")
+        }
+    }
+    specs = [
+        dg.AssetCheckSpec("dbt_source_freshness", asset=_key("lake", n.split(".")[-1])) for n in manifest["sources"]
+    ]
+    rows = {"warn_after": {"count": 2, "period": "hour"}, "error_after": {"count": 12, "period": "hour"}}
+
+    def result(name: str, status: str, age: float) -> dict[str, object]:
+        return {
+            "unique_id": f"source.p.{name}", "status": status, "max_loaded_at": "2026-03-01T10:00:00+00:00",
+            "snapshotted_at": "2026-03-01T12:00:00+00:00", "max_loaded_at_time_ago_in_s": age, "criteria": rows,
+        }  # fmt: skip
+
+    sources_json = {
+        "results": [
+            result("fresh", "pass", 60.0),
+            result("late", "warn", 3 * 3600.0),
+            result("stale", "error", 13 * 3600.0),
+            {"unique_id": "source.p.broken", "status": "runtime error", "error": "IO Error: no such table"},
+        ]
+    }
+    by_asset = {r.asset_key.path[-1]: r for r in dbt_defs.freshness_check_results(sources_json, manifest, specs)}
+    assert set(by_asset) == {"fresh", "late", "stale", "broken", "skipped"}
+    assert by_asset["fresh"].passed
+    assert by_asset["late"].passed is False and by_asset["late"].severity == dg.AssetCheckSeverity.WARN
+    assert by_asset["stale"].passed is False and by_asset["stale"].severity == dg.AssetCheckSeverity.ERROR
+    assert by_asset["stale"].metadata["age_hours"] == dg.MetadataValue.float(13.0)
+    assert by_asset["stale"].metadata["criteria"] == dg.MetadataValue.text(
+        "warn after 2 hour(s), error after 12 hour(s)"
+    )
+    assert by_asset["broken"].severity == dg.AssetCheckSeverity.ERROR
+    assert "no such table" in by_asset["broken"].metadata["error"].value
+    assert by_asset["skipped"].passed is False
+    assert "not evaluated" in by_asset["skipped"].metadata["status"].value
+
+
+def test_marts_carry_their_typed_column_schema(dbt_defs: ModuleType) -> None:
+    """Column-level metadata at definition time: each mart's contract (name, type, description of
+    every column) is its dagster/column_schema; types as built and lineage come with each run."""
+    marts = [key for key in dbt_defs.dbt_lakehouse.keys if key.path[0] == "marts"]
+    assert len(marts) >= 9
+    for key in marts:
+        schema = dbt_defs.dbt_lakehouse.specs_by_key[key].metadata["dagster/column_schema"]
+        assert schema.columns, key
+        for column in schema.columns:
+            assert column.type != "?" and column.description, (key, column.name)
+    revenue = dbt_defs.dbt_lakehouse.specs_by_key[_key("marts", "fct_daily_revenue")].metadata
+    types = {c.name: c.type for c in revenue["dagster/column_schema"].columns}
+    assert types["gross_revenue"] == "decimal(12,2)" and types["order_date"] == "date"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from lakehouse.settings import DYNAMODB_TABLES, OLTP_TABLES, Settings, child_env
 
@@ -25,8 +27,16 @@ DAILY_MARTS = {
     "fct_conversion_funnel_daily": "session_date",
     "fct_campaign_performance_daily": "performance_date",
 }
-#: marts that also rebuild earlier days changed inside their window (models/intermediate/int_restated_dates.sql)
-RESTATED_MARTS = {"fct_orders", "fct_order_items", "fct_daily_revenue", "fct_campaign_performance_daily"}
+#: which earlier days changed inside their window each daily mart rebuilds too (restated_for in
+#: models/intermediate/int_restated_dates.sql)
+RESTATED_FOR = {
+    "fct_orders": ["orders"],
+    "fct_order_items": ["orders"],
+    "fct_daily_revenue": ["orders"],
+    "fct_web_sessions": ["clickstream"],
+    "fct_conversion_funnel_daily": ["clickstream"],
+    "fct_campaign_performance_daily": ["orders", "ad_spend"],
+}
 REQUIRED_MARTS = {*DAILY_MARTS, "dim_customers", "dim_products", "fct_inventory_levels"}
 
 
@@ -112,18 +122,14 @@ def test_daily_marts_are_windowed_incrementals(manifest: dict[str, Any]) -> None
         config = models[name]["config"]
         assert config["materialized"] == "incremental"
         assert config["incremental_strategy"] == "append"  # valid for DuckDB and Iceberg on Athena
-        restated = name in RESTATED_MARTS
-        hook = (
-            f"{{{{ replace_window('{column}', restated=true) }}}}"
-            if restated
-            else f"{{{{ replace_window('{column}') }}}}"
-        )
+        assert config["on_schema_change"] == "fail"  # never appended to without a new column
+        kinds = RESTATED_FOR[name]
+        hook = f"{{{{ replace_window('{column}', restated={kinds!r}) }}}}"
         assert [h["sql"] for h in config["pre-hook"]] == [hook]
         # the rows selected must be exactly the days the pre-hook deleted
-        select = "{{ in_window_or_restated(" if restated else "{{ in_window("
-        assert select in models[name]["raw_code"], f"{name} does not filter its inputs like its pre-hook"
-        if restated:
-            assert "int_restated_dates" in {n.split(".")[-1] for n in models[name]["depends_on"]["nodes"]}
+        select = re.compile(r"in_window_or_restated\('[\w.]+', " + re.escape(repr(kinds)) + r"[,)]")
+        assert select.search(models[name]["raw_code"]), f"{name} does not filter its rows like its pre-hook"
+        assert "int_restated_dates" in {n.split(".")[-1] for n in models[name]["depends_on"]["nodes"]}
     for name, node in models.items():
         if name not in DAILY_MARTS:
             assert node["config"]["materialized"] in ("view", "table"), name
@@ -134,6 +140,7 @@ def test_sources_follow_the_lake_contract(manifest: dict[str, Any]) -> None:
     expected = {("shop", t): ["silver", t] for t in OLTP_TABLES}
     expected |= {("dynamodb", t): ["bronze", "dynamodb", t] for t in DYNAMODB_TABLES}
     expected |= {("landing", t): ["bronze", "landing", t] for t in ("clickstream", "partner_feeds")}
+    expected[("landing", "objects")] = ["bronze", "landing", "_objects"]  # the loaders' manifest
     expected |= {("marketing", t): ["bronze", "marketing", t] for t in ("campaigns", "ad_spend")}
     assert set(sources) == set(expected)
     for key, asset_key in expected.items():
@@ -141,12 +148,13 @@ def test_sources_follow_the_lake_contract(manifest: dict[str, Any]) -> None:
         meta = source["config"].get("meta") or source["meta"]
         assert meta["dagster"]["asset_key"] == asset_key, key
         location = source["config"]["external_location"]
-        path = "/".join(asset_key[:-1]) + "/{name}"
+        table = "{name}" if asset_key[-1] == key[1] else asset_key[-1]
+        path = "/".join(asset_key[:-1]) + "/" + table
         assert location == f"delta_scan('s3://ecom-lakehouse-lake/{path}')", key
-        # Athena: the Glue tables of terraform/modules/catalog
+        # Athena: the Glue tables of terraform/modules/catalog (bronze: <source>_<table>)
         layer = asset_key[0]
         assert source["schema"] == f"ecom_lakehouse_{layer}"
-        glue_name = key[1] if layer == "silver" else f"{key[0]}_{key[1]}"
+        glue_name = key[1] if layer == "silver" else f"{key[0]}_{asset_key[-1]}"
         assert source["identifier"] == glue_name
 
 
@@ -223,3 +231,23 @@ def test_profiles_render_per_environment(tmp_path_factory: pytest.TempPathFactor
     assert prod["work_group"] == "shop-prod"
     assert prod["s3_staging_dir"] == "s3://shop-prod-athena-results/output/"
     assert prod["endpoint_url"] is None
+
+
+def test_lint_suite_runs_locally() -> None:
+    """`make lint` and the pre-commit hooks: ruff, mypy, sqlfluff (dbt templater on models/, the
+    in-memory `lint` target) and yamllint, every hook local and run from the project's venv."""
+    hooks = yaml.safe_load((REPO_ROOT / ".pre-commit-config.yaml").read_text())
+    assert [repo["repo"] for repo in hooks["repos"]] == ["local"]
+    by_id = {hook["id"]: hook for hook in hooks["repos"][0]["hooks"]}
+    assert {"ruff", "ruff-format", "mypy", "sqlfluff", "yamllint"} <= set(by_id)
+    for hook in by_id.values():
+        assert hook["language"] == "system", hook["id"]
+        assert hook["entry"].startswith(".venv/bin/"), hook["id"]
+    lint = (REPO_ROOT / "Makefile").read_text().split("\nlint:", 1)[1].split("\n\n", 1)[0]
+    assert "sqlfluff lint models" in lint and "yamllint" in lint and "mypy" in lint
+    sqlfluff = (REPO_ROOT / ".sqlfluff").read_text()
+    assert "templater = dbt" in sqlfluff and "target = lint" in sqlfluff
+    profiles = yaml.safe_load((REPO_ROOT / "profiles.yml").read_text())
+    assert profiles["ecommerce_lakehouse"]["outputs"]["lint"] == {
+        "type": "duckdb", "path": ":memory:", "schema": "main", "threads": 1,
+    }  # fmt: skip

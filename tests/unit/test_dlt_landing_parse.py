@@ -255,10 +255,10 @@ def test_lines_only_arrow_rejects_are_isolated_not_fatal(monkeypatch: pytest.Mon
 
     real = landing_parse._read_json
 
-    def picky(data: bytes) -> pa.Table:
+    def picky(data: bytes, longest_line: int = 0, strict: bool = False) -> pa.Table:
         if b"POISON" in data:
             raise pa.ArrowInvalid("simulated reader failure")
-        return real(data)
+        return real(data, longest_line, strict)
 
     monkeypatch.setattr(landing_parse, "_read_json", picky)
     lines = [json.dumps(event(1)), json.dumps(event(2, page_url="POISON")), "{broken", json.dumps(event(4))]
@@ -268,3 +268,24 @@ def test_lines_only_arrow_rejects_are_isolated_not_fatal(monkeypatch: pytest.Mon
         (3, "invalid JSON"),
     ]
     assert parsed.rows is not None and parsed.rows["_line_number"].to_pylist() == [1, 4]
+
+
+def test_fields_outside_the_contract_are_kept_not_dropped() -> None:
+    """A producer adds fields: they survive as JSON in `_extra_fields` and are reported by name."""
+    lines = [json.dumps(event(i, coupon=f"SAVE{i}", tags=["a"]) if i % 2 else event(i)) for i in range(1, 7)]
+    parsed = parse_clickstream(jsonl(lines), KEY, ETAG)
+    assert parsed.bad == [] and parsed.unknown_fields == {"coupon", "tags"}
+    assert parsed.rows is not None
+    extras = parsed.rows["_extra_fields"].to_pylist()
+    assert extras[1] is None and json.loads(extras[0]) == {"coupon": "SAVE1", "tags": ["a"]}
+    assert parsed.rows["event_id"].to_pylist() == [f"ev-{i}" for i in range(1, 7)]
+    clean = parse_clickstream(jsonl([json.dumps(event(1))]), KEY, ETAG)
+    assert clean.unknown_fields == set() and clean.rows is not None
+    assert clean.rows["_extra_fields"].to_pylist() == [None]
+
+
+def test_a_type_change_in_every_line_quarantines_every_line() -> None:
+    lines = [json.dumps(event(i, customer_id=f"C{i}")) for i in range(1, 5)]
+    parsed = parse_clickstream(jsonl(lines), KEY, ETAG)
+    assert parsed.rows is None and [b[0] for b in parsed.bad] == [1, 2, 3, 4]
+    assert all(b[2].startswith("customer_id: expected an integer") for b in parsed.bad)

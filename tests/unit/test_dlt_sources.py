@@ -15,13 +15,13 @@ from boto3.dynamodb.types import Binary
 from ingestion.dlt_sources import (
     PIPELINES,
     dynamodb_source,
-    landing_source,
+    load_landing,
     make_pipeline,
     marketing_source,
 )
-from ingestion.dlt_sources.core import canonical_iso, iso_max, iso_second_floor
-from ingestion.dlt_sources.dynamodb import ScanCursor, deserialize, parallel_scan, plain
-from ingestion.dlt_sources.marketing import marketing_config
+from ingestion.dlt_sources.core import UpdatedAtCursor, canonical_iso, iso_max, parse_iso
+from ingestion.dlt_sources.dynamodb import deserialize, parallel_scan, plain
+from ingestion.dlt_sources.marketing import api_base_url, marketing_resource, newest_per_key
 from lakehouse.settings import Settings
 
 
@@ -46,12 +46,13 @@ def test_iso_max_compares_times_not_strings() -> None:
     assert canonical_iso("2026-11-20T10:00:00.000001Z") == "2026-11-20T10:00:00.000001Z"
 
 
-def test_iso_second_floor_is_a_lexicographic_lower_bound() -> None:
-    floor = iso_second_floor("2026-11-20T10:00:00.700000Z")
-    assert floor == "2026-11-20T10:00:00"
-    same_second_or_later = ["2026-11-20T10:00:00Z", "2026-11-20T10:00:00.1Z", "2026-11-20T10:00:01Z"]
-    assert all(value >= floor for value in same_second_or_later)
-    assert floor > "2026-11-20T09:59:59.999Z"
+def test_timestamps_in_any_iso_form_compare_as_instants() -> None:
+    """DynamoDB writers are not uniform: a space separator or another offset is the same instant."""
+    same = ["2026-11-20T10:00:00Z", "2026-11-20 10:00:00", "2026-11-20T05:00:00-05:00", "2026-11-20 11:00:00+01:00"]
+    assert {canonical_iso(v) for v in same} == {"2026-11-20T10:00:00.000000Z"}
+    assert parse_iso("2026-11-20T05:00:00-05:00") > parse_iso("2026-11-20T09:59:59Z")  # not as text
+    with pytest.raises(ValueError):
+        canonical_iso("yesterday")
 
 
 def test_scan_cursor_never_passes_the_scan_start() -> None:
@@ -59,7 +60,7 @@ def test_scan_cursor_never_passes_the_scan_start() -> None:
     started = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
     safety = dt.timedelta(minutes=5)
     # items stamped ahead of the scan start (fast writer clocks, or written during the scan)
-    cursor = ScanCursor().advance(
+    cursor = UpdatedAtCursor().advance(
         {"a": "2026-11-20T11:00:00.000000Z", "b": "2026-11-20T13:00:00.000000Z"}, started, safety
     )
     assert cursor.since == "2026-11-20T11:55:00.000000Z"  # not 13:00: that would lose later writes below it
@@ -69,12 +70,12 @@ def test_scan_cursor_never_passes_the_scan_start() -> None:
 def test_scan_cursor_follows_the_newest_item_and_skips_unchanged_ones() -> None:
     started = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
     safety = dt.timedelta(minutes=5)
-    first = ScanCursor().advance(
+    first = UpdatedAtCursor().advance(
         {"a": "2026-11-19T08:00:00.000000Z", "b": "2026-11-19T09:00:00.000000Z"}, started, safety
     )
     assert first.since == "2026-11-19T09:00:00.000000Z" and first.seen == {"b": "2026-11-19T09:00:00.000000Z"}
     # nothing returned: unchanged (the state round-trips through dlt's JSON state)
-    assert ScanCursor.from_state(first.to_state()) == first
+    assert UpdatedAtCursor.from_state(first.to_state()) == first
     assert first.advance({}, started + dt.timedelta(hours=1), safety) == first
     # b changed, c is new: the cursor moves on and forgets keys below it
     later = first.advance({"b": "2026-11-20T10:00:00.000000Z", "c": "2026-11-20T10:00:00.000000Z"}, started, safety)
@@ -156,13 +157,6 @@ def test_sources_and_pipelines_build_without_network(offline_settings: Settings)
     dynamo = dynamodb_source(offline_settings)
     assert dynamo.name == "dynamodb" and list(dynamo.resources) == ["carts", "sessions", "reviews"]
     assert dynamo.resources["carts"].write_disposition == {"disposition": "merge", "strategy": "upsert"}
-    clicks = landing_source(offline_settings, kind="clickstream")
-    feeds = landing_source(
-        offline_settings, object_keys=["partner_feeds/p1/dt=2026-11-20/feed-1.csv"], kind="partner_feeds"
-    )
-    assert clicks.name == "landing_clickstream" and list(clicks.resources) == ["clickstream"]
-    assert feeds.name == "landing_partner_feeds" and list(feeds.resources) == ["partner_feeds"]
-    assert clicks.resources["clickstream"].write_disposition == "append"
     marketing = marketing_source(offline_settings)
     assert marketing.name == "marketing" and list(marketing.resources) == ["campaigns", "ad_spend"]
     for name in PIPELINES:
@@ -173,20 +167,29 @@ def test_sources_and_pipelines_build_without_network(offline_settings: Settings)
 
 
 def test_inputs_are_validated(offline_settings: Settings) -> None:
+    # the landing loader checks its arguments before anything touches S3 (the ports are closed)
     with pytest.raises(ValueError, match="landing object key"):
-        landing_source(offline_settings, object_keys=["clickstream/../secrets"], kind="clickstream")
+        load_landing(offline_settings, object_keys=["../secrets"], kind="clickstream")
+    with pytest.raises(ValueError, match="landing object key"):
+        load_landing(offline_settings, object_keys=["partner_feeds/p1/dt=2026-11-20/f.csv"], kind="clickstream")
+    with pytest.raises(ValueError, match="landing object key"):
+        load_landing(offline_settings, object_keys=["clickstream/dt=2026-11-20/a\nb"], kind="clickstream")
     with pytest.raises(TypeError):
-        landing_source(offline_settings, object_keys="clickstream/dt=2026-11-20/a.json.gz")
+        load_landing(offline_settings, object_keys="clickstream/dt=2026-11-20/a.json.gz")
     with pytest.raises(ValueError, match="unknown landing kind"):
-        landing_source(offline_settings, kind="orders")
+        load_landing(offline_settings, kind="orders")
     with pytest.raises(ValueError):
-        landing_source(offline_settings, prefix="partner_feeds/", kind="clickstream")
+        load_landing(offline_settings, prefix="partner_feeds/", kind="clickstream")
+    with pytest.raises(ValueError, match="workers"):
+        load_landing(offline_settings, workers=0)
     with pytest.raises(ValueError):
         dynamodb_source(offline_settings, tables=["orders"])
     with pytest.raises(ValueError):
-        marketing_config(offline_settings, page_size=1001)
+        marketing_source(offline_settings, page_size=1001)
     with pytest.raises(ValueError):
-        marketing_config(offline_settings, base_url="file:///etc")
+        marketing_source(offline_settings, base_url="file:///etc")
+    with pytest.raises(ValueError, match="unknown marketing resource"):
+        marketing_resource(offline_settings, "orders")
     with pytest.raises(ValueError, match="invalid pipeline name"):
         make_pipeline(offline_settings, "../escape", dataset="landing")
     with pytest.raises(ValueError, match="unknown pipeline"):
@@ -195,14 +198,50 @@ def test_inputs_are_validated(offline_settings: Settings) -> None:
         make_pipeline(offline_settings, "bronze_other", dataset="silver")  # type: ignore[arg-type]
 
 
-def test_marketing_config_pages_and_cursor(offline_settings: Settings) -> None:
-    config = marketing_config(offline_settings, page_size=25)
-    assert config["client"]["base_url"] == offline_settings.api_url + "/"
-    assert config["client"]["paginator"] == {"type": "cursor", "cursor_path": "next_cursor", "cursor_param": "after"}
-    keys = {r["name"]: r["primary_key"] for r in config["resources"]}
-    assert keys == {"campaigns": ["campaign_id"], "ad_spend": ["campaign_id", "spend_date"]}
-    params = config["resources"][1]["endpoint"]["params"]
-    assert params["page_size"] == 25 and params["updated_since"]["cursor_path"] == "updated_at"
+def test_marketing_resources_merge_on_their_primary_key(offline_settings: Settings) -> None:
+    assert api_base_url(offline_settings) == offline_settings.api_url + "/"
+    source = marketing_source(offline_settings, page_size=25)
+    keys = {name: r.compute_table_schema()["columns"] for name, r in source.resources.items()}
+    assert {n: [c for c, h in cols.items() if h.get("primary_key")] for n, cols in keys.items()} == {
+        "campaigns": ["campaign_id"],
+        "ad_spend": ["campaign_id", "spend_date"],
+    }
+    assert all(r.write_disposition == {"disposition": "merge", "strategy": "upsert"} for r in source.resources.values())
+
+
+def test_a_load_keeps_the_newest_row_per_key() -> None:
+    """A keyset cursor re-reads a row updated mid-read; an upsert must see each key once."""
+    rows = [
+        {"campaign_id": "a", "spend_date": "2026-11-01", "updated_at": "2026-11-20T10:00:00Z", "spend": 1},
+        {"campaign_id": "a", "spend_date": "2026-11-02", "updated_at": "2026-11-20T10:00:00Z", "spend": 2},
+        {"campaign_id": "a", "spend_date": "2026-11-01", "updated_at": "2026-11-20T10:00:00.5Z", "spend": 3},
+        # an older copy read after a newer one (clock skew, replica lag) does not win
+        {"campaign_id": "a", "spend_date": "2026-11-02", "updated_at": "2026-11-20T09:00:00+00:00", "spend": 4},
+        # equal stamps: the last one read wins
+        {"campaign_id": "b", "spend_date": "2026-11-01", "updated_at": "2026-11-20T11:00:00Z", "spend": 5},
+        {"campaign_id": "b", "spend_date": "2026-11-01", "updated_at": "2026-11-20T12:00:00+01:00", "spend": 6},
+    ]
+    newest = newest_per_key(rows, ("campaign_id", "spend_date"))
+    assert {k: row["spend"] for k, (_stamp, row) in newest.items()} == {
+        '["a", "2026-11-01"]': 3,
+        '["a", "2026-11-02"]': 2,
+        '["b", "2026-11-01"]': 6,
+    }
+    assert newest['["a", "2026-11-01"]'][0] == "2026-11-20T10:00:00.500000Z"
+    with pytest.raises(ValueError, match="primary key"):
+        newest_per_key([{"campaign_id": "a", "updated_at": "2026-11-20T10:00:00Z"}], ("campaign_id", "spend_date"))
+    with pytest.raises(ValueError, match="updated_at"):
+        newest_per_key([{"campaign_id": "a"}], ("campaign_id",))
+
+
+def test_cursor_skips_rows_inside_the_margin_that_did_not_change() -> None:
+    started = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
+    cursor = UpdatedAtCursor().advance({"a": "2026-11-20T11:58:00.000000Z"}, started)
+    assert cursor.since == "2026-11-20T11:55:00.000000Z"  # the default margin (5 min) caps it
+    assert not cursor.wants("a", "2026-11-20T11:58:00.000000Z")  # read again, unchanged: skipped
+    assert cursor.wants("a", "2026-11-20T11:59:00.000000Z") and cursor.wants("b", "2026-11-20T11:56:00.000000Z")
+    assert not cursor.wants("c", "2026-11-20T11:54:59.000000Z")  # below the cursor
+    assert cursor.forget(["a"]).wants("a", "2026-11-20T11:58:00.000000Z")
 
 
 def test_column_hints_are_not_shared_between_columns(offline_settings: Settings) -> None:
@@ -217,3 +256,47 @@ def test_column_hints_are_not_shared_between_columns(offline_settings: Settings)
         "ended_at",
         "updated_at",
     }
+
+
+def test_odd_landing_keys_are_told_apart_and_traversal_keys_never_reach_s3(offline_settings: Settings) -> None:
+    from ingestion.dlt_sources.landing import head_objects
+    from ingestion.dlt_sources.landing_parse import follows_layout, is_marker
+
+    assert follows_layout("clickstream", "clickstream/dt=2026-11-20/events-1.json.gz")
+    assert not follows_layout("clickstream", "clickstream/dt=2026-11-20/nested/x.json")
+    assert is_marker("clickstream", "clickstream/dt=2026-11-20/_SUCCESS", 0)
+    assert not is_marker("clickstream", "clickstream/dt=2026-11-20/_SUCCESS", 12)  # has content: quarantined
+    assert not is_marker("clickstream", "clickstream/dt=2026-11-20/empty.json.gz", 0)  # on the layout: loaded
+
+    class NoTraversal:
+        def head_object(self, **kwargs: Any) -> dict[str, Any]:
+            assert ".." not in kwargs["Key"]
+            return {"ETag": '"abc"', "ContentLength": 3}
+
+    found = head_objects(
+        offline_settings, "clickstream", ["clickstream/dt=2026-11-20/../../x", "clickstream/a"], NoTraversal()
+    )
+    assert {k: (v.etag, v.size) for k, v in found.items()} == {
+        "clickstream/dt=2026-11-20/../../x": ("", 1),
+        "clickstream/a": ("abc", 3),
+    }
+
+
+def test_quarantine_check_names_objects_above_the_threshold_only() -> None:
+    from ingestion.dlt_sources import LandingLoad, ObjectLoad
+    from ingestion.dlt_sources.checks import quarantine_outcome, unknown_fields_outcome
+
+    report = LandingLoad("clickstream", "1.0")
+    assert quarantine_outcome(report, 0.05).passed  # nothing loaded: nothing to blame
+    report.objects = [
+        ObjectLoad("k/at-limit", "e1", 95, 5, (), False),  # exactly 5%: allowed
+        ObjectLoad("k/all-bad", "e2", 0, 40, (), False, top_reason="customer_id: expected an integer"),
+        ObjectLoad("k/some-bad", "e3", 90, 10, (), False, ("coupon",), "invalid JSON"),
+    ]
+    outcome = quarantine_outcome(report, 0.05)
+    assert not outcome.passed and outcome.description.startswith("2 object(s) above 5.0%")
+    assert [line.split(" ")[0] for line in outcome.metadata["offending_objects"]] == ["k/all-bad", "k/some-bad"]
+    assert "customer_id: expected an integer" in outcome.metadata["offending_objects"][0]
+    assert quarantine_outcome(report, 1.0).passed
+    unknown = unknown_fields_outcome(report)
+    assert not unknown.passed and unknown.metadata["unknown_fields"] == ["coupon"]

@@ -64,7 +64,8 @@ def test_env_round_trip(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     for key, value in original.to_env().items():
         monkeypatch.setenv(key, value)
     restored = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert restored.model_dump() == original.model_dump() | {"state_dir": tmp_path.resolve()}
+    resolved = {"state_dir": tmp_path.resolve(), "localstack_home": original.localstack_path}
+    assert restored.model_dump() == original.model_dump() | resolved
     assert restored.postgres_password.get_secret_value() == "p'w\\d"
 
 
@@ -75,16 +76,16 @@ def test_conninfo_quotes_password() -> None:
 
 
 def test_marketing_api_url_is_local_by_default_and_must_be_set_in_prod() -> None:
-    from ingestion.dlt_sources.marketing import marketing_config
+    from ingestion.dlt_sources.marketing import api_base_url
 
     local = Settings(_env_file=None)
     assert local.marketing_api_base_url == local.api_url == "http://127.0.0.1:8000"
     prod = Settings(_env_file=None, environment="prod")
     assert prod.marketing_api_base_url is None
     with pytest.raises(ValueError, match="LAKEHOUSE_MARKETING_API_URL"):
-        marketing_config(prod)
+        api_base_url(prod)
     configured = Settings(_env_file=None, environment="prod", marketing_api_url="https://ads.example.com/v1")
-    assert marketing_config(configured)["client"]["base_url"] == "https://ads.example.com/v1/"
+    assert api_base_url(configured) == "https://ads.example.com/v1/"
 
 
 @pytest.mark.parametrize("url", ["ftp://ads.example.com", "https://ads.example.com/?token=x", "not a url"])

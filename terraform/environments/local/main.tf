@@ -4,10 +4,10 @@
 locals {
   oltp_tables     = ["customers", "addresses", "products", "inventory", "orders", "order_items", "payments"]
   dynamodb_tables = { carts = "cart_id", sessions = "session_id", reviews = "review_id" }
-  bronze_tables   = {
+  bronze_tables = {
     cdc       = local.oltp_tables
     dynamodb  = keys(local.dynamodb_tables)
-    landing   = ["clickstream", "partner_feeds"]
+    landing   = ["clickstream", "partner_feeds", "_objects"] # _objects: the landing manifest (dbt reads it)
     marketing = ["campaigns", "ad_spend"]
   }
 }

@@ -28,14 +28,24 @@ output "kms_key_arn" {
   value       = module.kms.key_arn
 }
 
+output "profile" {
+  description = "Deployment profile (small or scale)."
+  value       = var.profile
+}
+
 output "msk_cluster_arn" {
-  description = "MSK Serverless cluster ARN (null when enable_streaming = false)."
-  value       = var.enable_streaming ? module.streaming[0].cluster_arn : null
+  description = "MSK Serverless cluster ARN (profile scale; null in small)."
+  value       = local.msk ? module.streaming[0].cluster_arn : null
 }
 
 output "cdc_topics" {
-  description = "Debezium topics per OLTP table (Settings.cdc_topic)."
-  value       = var.enable_streaming ? module.streaming[0].cdc_topics : {}
+  description = "Debezium topics per OLTP table (Settings.cdc_topic; profile scale)."
+  value       = local.msk ? module.streaming[0].cdc_topics : {}
+}
+
+output "cdc_kinesis_stream" {
+  description = "The CDC Kinesis stream (Settings.cdc_kinesis_stream; profile small; null in scale)."
+  value       = local.msk ? null : module.kinesis[0].stream_name
 }
 
 output "ecs_cluster_arn" {
@@ -48,9 +58,14 @@ output "ecr_repository_url" {
   value       = module.compute.ecr_repository_url
 }
 
-output "ecs_services" {
-  description = "ECS services (webserver, daemon, code_location)."
-  value       = module.compute.service_names
+output "ecs_service" {
+  description = "The always-on ECS service (containers: code-location, webserver, daemon, cdc-sink and, in small, cdc-publisher)."
+  value       = module.compute.service_name
+}
+
+output "dagster_db_secret_arn" {
+  description = "Secret <name_prefix>/dagster-db with the Dagster database credentials (also the CDC publisher's offset store)."
+  value       = module.compute.dagster_db_secret_arn
 }
 
 output "emr_application_id" {

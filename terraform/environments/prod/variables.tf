@@ -27,7 +27,7 @@ variable "marketing_api_url" {
 
 variable "oltp" {
   description = "OLTP PostgreSQL source captured by Debezium and read by runs (database shop, user lakehouse)."
-  type        = object({
+  type = object({
     host     = string
     port     = optional(number, 5432)
     database = optional(string, "shop")
@@ -47,14 +47,46 @@ variable "vpc_cidr" {
   default     = "10.40.0.0/16"
 }
 
-variable "enable_streaming" {
-  description = "Deploy MSK Serverless + MSK Connect (the largest cost item, see terraform/README.md)."
-  type        = bool
-  default     = true
+variable "profile" {
+  description = "Deployment profile (terraform/COSTS.md): \"small\" (default, <= $45/month: Kinesis + the embedded Debezium publisher in the always-on task, Fargate Spot, no NAT gateway, db.t4g.micro) or \"scale\" (MSK Serverless + MSK Connect, NAT gateway, private subnets, on-demand Fargate, db.t4g.small). docs/deploy.md says when to move."
+  type        = string
+  default     = "small"
+  validation {
+    condition     = contains(["small", "scale"], var.profile)
+    error_message = "profile must be \"small\" or \"scale\"."
+  }
 }
 
 variable "create_cdc_connector" {
-  description = "Create the Debezium MSK Connect connector; set true after uploading the plugin zip to the artifacts bucket."
+  description = "Profile scale: create the Debezium MSK Connect connector; set true after uploading the plugin zip to the artifacts bucket."
+  type        = bool
+  default     = false
+}
+
+variable "cdc_kinesis_shards" {
+  description = "Profile small: provisioned shards of the CDC stream (LAKEHOUSE_CDC_KINESIS_SHARDS); 1 shard = 1,000 changes/s."
+  type        = number
+  default     = 1
+}
+
+variable "cdc_sink_pace_seconds" {
+  description = "Minimum seconds between two batches of the always-on CDC sink: the freshness of silver in prod (history: up to 5x this), and what bounds its S3 requests (docs/deploy.md, terraform/COSTS.md). null: the profile's (small 600, scale 60)."
+  type        = number
+  default     = null
+  validation {
+    condition     = var.cdc_sink_pace_seconds == null || (coalesce(var.cdc_sink_pace_seconds, 0) >= 0 && coalesce(var.cdc_sink_pace_seconds, 0) <= 3600)
+    error_message = "cdc_sink_pace_seconds must be between 0 and 3600."
+  }
+}
+
+variable "dagster_db_password_version" {
+  description = "Raise by one to rotate the Dagster database password: the apply generates a new one and writes it to RDS and to the secret <name_prefix>/dagster-db; then force a new deployment of the service (docs/deploy.md)."
+  type        = number
+  default     = 1
+}
+
+variable "manage_glue_catalog_encryption" {
+  description = "Opt-in: let this stack own the ACCOUNT-WIDE Glue Data Catalog encryption settings (SSE-KMS with the lakehouse key). Only in an account dedicated to the lakehouse; plans warn while it is on."
   type        = bool
   default     = false
 }
@@ -75,4 +107,10 @@ variable "tags" {
   description = "Extra tags for every resource."
   type        = map(string)
   default     = {}
+}
+
+variable "alert_email" {
+  description = "Optional e-mail address subscribed to the alerts SNS topic (empty: none; see docs/operations.md)."
+  type        = string
+  default     = ""
 }

@@ -1,15 +1,12 @@
 terraform {
-  # >= 1.10 for S3-native state locking (use_lockfile); no DynamoDB lock table needed.
-  required_version = ">= 1.10"
+  # >= 1.11: write-only arguments keep the generated passwords out of the state (modules/compute,
+  # modules/sources); S3-native state locking (use_lockfile, >= 1.10) needs no DynamoDB lock table.
+  required_version = ">= 1.11"
 
   required_providers {
     aws = {
       source  = "hashicorp/aws"
-      version = ">= 5.80, < 7.0"
-    }
-    random = {
-      source  = "hashicorp/random"
-      version = ">= 3.6, < 4.0"
+      version = ">= 5.100, < 7.0"
     }
   }
 

@@ -1,6 +1,6 @@
 locals {
   # One naming rule, shared with lakehouse/settings.py (glue_prefix, glue_databases, athena_workgroup_name).
-  glue_prefix    = replace(var.name_prefix, "-", "_")
+  glue_prefix = replace(var.name_prefix, "-", "_")
   glue_databases = {
     bronze = "${local.glue_prefix}_bronze"
     silver = "${local.glue_prefix}_silver"
@@ -8,7 +8,7 @@ locals {
   }
   athena_workgroup = var.name_prefix
 
-  lake_uri        = "s3://${var.lake_bucket}"
+  lake_uri = "s3://${var.lake_bucket}"
   layer_locations = {
     bronze = "${local.lake_uri}/bronze/"
     silver = "${local.lake_uri}/silver/"
@@ -73,7 +73,7 @@ resource "aws_glue_catalog_table" "delta" {
   name          = each.value.name
   description   = "Delta Lake table at ${each.value.location}"
   table_type    = "EXTERNAL_TABLE"
-  parameters    = {
+  parameters = {
     "table_type"                 = "DELTA"
     "spark.sql.sources.provider" = "delta"
     "EXTERNAL"                   = "TRUE"
@@ -88,6 +88,7 @@ resource "aws_glue_catalog_table" "delta" {
   }
 }
 
+# Account-wide: opt-in only (var.manage_catalog_encryption), and every plan that has it on warns.
 resource "aws_glue_data_catalog_encryption_settings" "this" {
   count = var.manage_catalog_encryption ? 1 : 0
   data_catalog_encryption_settings {
@@ -123,4 +124,13 @@ resource "aws_athena_workgroup" "this" {
     }
   }
   tags = var.tags
+}
+
+# A failing `check` assertion is a warning in plan/apply, never an error: it reminds whoever applies
+# that this stack now owns a setting of the whole account and region.
+check "glue_catalog_encryption_is_account_wide" {
+  assert {
+    condition     = !var.manage_catalog_encryption
+    error_message = "manage_catalog_encryption = true: this stack now manages the Glue Data Catalog encryption settings of the whole account and region (key ${var.kms_key_arn}). Every Glue/Athena user of the account needs kms:Decrypt on that key, and destroying this stack does not restore the previous setting."
+  }
 }

@@ -55,9 +55,9 @@ variable "create_athena_workgroup" {
 }
 
 variable "manage_catalog_encryption" {
-  description = "Manage the account/region-wide Glue Data Catalog encryption settings (SSE-KMS with the lakehouse key). Disable in shared accounts that manage it elsewhere."
+  description = "Opt-in: manage the Glue Data Catalog encryption settings (SSE-KMS with the lakehouse key). They are ACCOUNT- and REGION-WIDE: every other catalog user of the account then needs kms:Decrypt on this key, and destroying this stack leaves the setting pointing at a key scheduled for deletion. Enable only in an account dedicated to the lakehouse; a plan with it on prints a warning."
   type        = bool
-  default     = true
+  default     = false
 }
 
 variable "tags" {

@@ -5,6 +5,9 @@ locals {
   # Same rules as orchestration/defs/emr.py: ARTIFACTS_PREFIX and emr_log_group(settings).
   emr_artifacts_prefix = "emr/silver-rebuild"
   emr_log_group        = "/aws/emr-serverless/${var.name_prefix}"
+  # What the tasks and the run role name the application by.
+  emr_application_id  = aws_emrserverless_application.spark.id
+  emr_application_arn = aws_emrserverless_application.spark.arn
 }
 
 # Driver stdout/stderr of job runs (the Pipes client names it in each StartJobRun request).
@@ -35,9 +38,14 @@ resource "aws_emrserverless_application" "spark" {
     idle_timeout_minutes = 15
   }
 
-  network_configuration {
-    subnet_ids         = var.private_subnet_ids
-    security_group_ids = [var.security_group_ids["spark"]]
+  # In the VPC only when it has a NAT gateway (scale); otherwise jobs use EMR's managed networking,
+  # which reaches S3 and CloudWatch Logs (all the silver rebuild needs) without one.
+  dynamic "network_configuration" {
+    for_each = length(var.emr_subnet_ids) > 0 ? [1] : []
+    content {
+      subnet_ids         = var.emr_subnet_ids
+      security_group_ids = [var.security_group_ids["spark"]]
+    }
   }
 
   tags = var.tags
@@ -86,7 +94,7 @@ data "aws_iam_policy_document" "emr_job" {
     resources = ["${local.bucket_arns["lake"]}/bronze/cdc/*"]
   }
   statement {
-    sid     = "ReadWriteSilver"
+    sid = "ReadWriteSilver"
     actions = [
       "s3:GetObject", "s3:PutObject", "s3:DeleteObject", # delete: delta-rs' expired-log cleanup
       "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts",
@@ -126,7 +134,7 @@ data "aws_iam_policy_document" "emr_job" {
   statement {
     sid       = "FindLogGroup"
     actions   = ["logs:DescribeLogGroups"]
-    resources = ["arn:${local.partition}:logs:${local.arn_suffix}:log-group:*"]
+    resources = ["*"] # DescribeLogGroups has no resource-level permissions (a log-group ARN never matches)
   }
 }
 

@@ -8,10 +8,15 @@ locals {
 
   cluster_name   = var.name_prefix
   image          = "${aws_ecr_repository.this.repository_url}:${var.image_tag}"
+  service_family = "${var.name_prefix}-lakehouse"
   run_family     = "${var.name_prefix}-run"
-  code_host      = "code-location.${aws_service_discovery_private_dns_namespace.this.name}"
+  # The code server is a container of the same task as the webserver and the daemon: they share the
+  # task's network namespace, so it listens on loopback only (no service discovery, no gRPC port
+  # open in any security group).
+  code_host      = "localhost"
   dagster_home   = "/opt/dagster/ecs" # docker/ecs/dagster.yaml + workspace.yaml inside the image
   lakehouse_home = "/var/lib/lakehouse"
+  task_subnets   = length(var.task_subnet_ids) > 0 ? var.task_subnet_ids : var.private_subnet_ids
 
   bucket_arns = { for k, name in var.buckets : k => "arn:${local.partition}:s3:::${name}" }
 }
@@ -32,11 +37,11 @@ resource "aws_ecr_repository" "this" {
 
 resource "aws_ecr_lifecycle_policy" "this" {
   repository = aws_ecr_repository.this.name
-  policy     = jsonencode({
+  policy = jsonencode({
     rules = [{
       rulePriority = 1
-      description  = "Keep the last 30 images (rollback window)"
-      selection    = { tagStatus = "any", countType = "imageCountMoreThan", countNumber = 30 }
+      description  = "Keep the last ${var.ecr_keep_images} images (rollback window)"
+      selection    = { tagStatus = "any", countType = "imageCountMoreThan", countNumber = var.ecr_keep_images }
       action       = { type = "expire" }
     }]
   })
@@ -59,10 +64,11 @@ resource "aws_cloudwatch_log_group" "exec" {
 
 # ---------------------------------------------------------------- cluster
 resource "aws_ecs_cluster" "this" {
+  #checkov:skip=CKV_AWS_65:Container Insights is a per-profile choice (var.container_insights): on in scale, off in small, where its custom metrics would be a noticeable share of a $45 budget (terraform/COSTS.md); the service's own logs and Dagster's UI remain.
   name = local.cluster_name
   setting {
     name  = "containerInsights"
-    value = "enabled"
+    value = var.container_insights ? "enabled" : "disabled"
   }
   configuration {
     execute_command_configuration {
@@ -84,25 +90,4 @@ resource "aws_ecs_cluster_capacity_providers" "this" {
     capacity_provider = "FARGATE"
     weight            = 1
   }
-}
-
-# Private DNS for the code location's gRPC server: code-location.<name_prefix>.internal:4000.
-resource "aws_service_discovery_private_dns_namespace" "this" {
-  name        = "${var.name_prefix}.internal"
-  description = "Service discovery of the Dagster code location"
-  vpc         = var.vpc_id
-  tags        = var.tags
-}
-
-resource "aws_service_discovery_service" "code_location" {
-  name = "code-location"
-  dns_config {
-    namespace_id   = aws_service_discovery_private_dns_namespace.this.id
-    routing_policy = "MULTIVALUE"
-    dns_records {
-      ttl  = 10
-      type = "A"
-    }
-  }
-  tags = var.tags
 }

@@ -18,8 +18,52 @@ variable "vpc_id" {
 }
 
 variable "private_subnet_ids" {
-  description = "Private subnets for ECS tasks, RDS and EMR Serverless."
+  description = "Private subnets (at least two AZs) of the RDS database; also the ECS tasks' subnets when task_subnet_ids is empty."
   type        = list(string)
+}
+
+variable "task_subnet_ids" {
+  description = "Subnets of the ECS tasks (the always-on service task and the runs): private behind a NAT gateway, or public with assign_public_ip (profile small). Empty: private_subnet_ids."
+  type        = list(string)
+  default     = []
+}
+
+variable "assign_public_ip" {
+  description = "Give ECS tasks a public IPv4 address (needed without a NAT gateway to reach AWS APIs; $0.005/hour each). Their security group accepts no inbound traffic either way."
+  type        = bool
+  default     = false
+}
+
+variable "service_capacity_provider" {
+  description = "Capacity provider of the always-on service task: FARGATE_SPOT (interruptions restart it; everything in it resumes from durable state) or FARGATE."
+  type        = string
+  default     = "FARGATE"
+  validation {
+    condition     = contains(["FARGATE", "FARGATE_SPOT"], var.service_capacity_provider)
+    error_message = "service_capacity_provider must be FARGATE or FARGATE_SPOT."
+  }
+}
+
+variable "container_insights" {
+  description = "CloudWatch Container Insights on the cluster (billed as custom metrics; off in the small profile)."
+  type        = bool
+  default     = true
+}
+
+variable "cdc" {
+  description = "CDC wiring: transport (kafka | kinesis, LAKEHOUSE_CDC_TRANSPORT), whether the embedded Debezium publisher runs as a container of the service task (kinesis: yes; kafka: MSK Connect publishes), the Kinesis stream (name, ARN, shards; empty for kafka) and the always-on sink's minimum seconds between batches (bounds S3 requests, see terraform/COSTS.md)."
+  type = object({
+    transport           = string
+    publisher           = bool
+    kinesis_stream_name = optional(string, "")
+    kinesis_stream_arn  = optional(string, "")
+    kinesis_shards      = optional(number, 1)
+    sink_pace_seconds   = optional(number, 120)
+  })
+  validation {
+    condition     = contains(["kafka", "kinesis"], var.cdc.transport) && (var.cdc.transport == "kafka" || var.cdc.kinesis_stream_arn != "")
+    error_message = "cdc.transport must be kafka or kinesis (kinesis needs kinesis_stream_arn)."
+  }
 }
 
 variable "security_group_ids" {
@@ -62,7 +106,7 @@ variable "dynamodb_table_names" {
 
 variable "kafka" {
   description = "MSK Serverless cluster (all \"\" when streaming is disabled): ARN, SASL/IAM bootstrap servers, topic/group ARN prefixes and the CDC topic name pattern (<prefix>.<schema>.*) read by runs and the sensor."
-  type        = object({
+  type = object({
     cluster_arn       = string
     bootstrap_servers = string
     topic_arn_prefix  = string
@@ -79,7 +123,7 @@ variable "kafka_consumer_group_prefix" {
 
 variable "oltp" {
   description = "OLTP PostgreSQL source the runs connect to (LAKEHOUSE_POSTGRES_*; password from oltp_secret_arn)."
-  type        = object({
+  type = object({
     host     = string
     port     = optional(number, 5432)
     database = optional(string, "shop")
@@ -112,17 +156,21 @@ variable "image_tag" {
 }
 
 variable "task_sizes" {
-  description = "Fargate cpu (units) and memory (MiB) per component: webserver, daemon, code_location, run."
-  type        = map(object({
-    cpu    = number
-    memory = number
-  }))
+  description = "Fargate cpu (units) and memory (MiB) of the always-on service task (Dagster webserver, daemon and code server, the CDC sink and publisher) and of each run task."
+  type = object({
+    service = object({ cpu = number, memory = number })
+    run     = object({ cpu = number, memory = number })
+  })
   default = {
-    webserver     = { cpu = 512, memory = 1024 }
-    daemon        = { cpu = 512, memory = 1024 }
-    code_location = { cpu = 512, memory = 2048 }
-    run           = { cpu = 1024, memory = 4096 }
+    service = { cpu = 1024, memory = 4096 }
+    run     = { cpu = 1024, memory = 4096 }
   }
+}
+
+variable "ecr_keep_images" {
+  description = "Images kept in ECR (the rollback window; each costs storage)."
+  type        = number
+  default     = 30
 }
 
 variable "db_instance_class" {
@@ -156,9 +204,25 @@ variable "db_multi_az" {
 }
 
 variable "db_performance_insights_enabled" {
-  description = "Performance Insights on the Dagster database (free 7-day tier; not offered on some micro classes)."
+  description = "Performance Insights on the Dagster database (free 7-day tier; off in the small profile)."
   type        = bool
   default     = true
+}
+
+variable "db_monitoring_interval" {
+  description = "RDS enhanced monitoring interval in seconds (0 = off; its OS metrics are billed as CloudWatch Logs)."
+  type        = number
+  default     = 60
+  validation {
+    condition     = contains([0, 1, 5, 10, 15, 30, 60], var.db_monitoring_interval)
+    error_message = "db_monitoring_interval must be one of 0, 1, 5, 10, 15, 30, 60."
+  }
+}
+
+variable "db_password_version" {
+  description = "Version of the Dagster database password: raising it generates a new one and writes it to RDS and to the secret <name_prefix>/dagster-db in the same apply (rolling rotation, docs/deploy.md)."
+  type        = number
+  default     = 1
 }
 
 variable "db_backup_retention_days" {
@@ -177,9 +241,15 @@ variable "emr_release_label" {
   default     = "emr-7.8.0"
 }
 
+variable "emr_subnet_ids" {
+  description = "Subnets of EMR Serverless jobs (with NAT: the private subnets). Empty: jobs run outside the VPC with AWS-managed internet access (they only touch S3 and CloudWatch Logs), which needs no NAT gateway."
+  type        = list(string)
+  default     = []
+}
+
 variable "emr_maximum_capacity" {
   description = "Upper bound of the EMR Serverless application (cost guard)."
-  type        = object({
+  type = object({
     cpu    = string
     memory = string
     disk   = string
@@ -197,4 +267,16 @@ variable "tags" {
   description = "Tags added to every resource of the module."
   type        = map(string)
   default     = {}
+}
+
+variable "alerts_topic_arn" {
+  description = "SNS topic of the notifications (LAKEHOUSE_ALERT_SNS_TOPIC_ARN); the service and run roles may publish to it. Used when alerts_enabled."
+  type        = string
+  default     = ""
+}
+
+variable "alerts_enabled" {
+  description = "Whether an alerts topic is wired (known at plan time, unlike the topic's ARN: it decides which IAM policies exist)."
+  type        = bool
+  default     = false
 }

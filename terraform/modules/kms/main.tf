@@ -14,8 +14,8 @@ resource "aws_kms_key" "this" {
   enable_key_rotation     = true
   rotation_period_in_days = 365
   deletion_window_in_days = var.deletion_window_in_days
-  policy                  = jsonencode({
-    Version   = "2012-10-17"
+  policy = jsonencode({
+    Version = "2012-10-17"
     Statement = [
       {
         Sid       = "AccountAdministersKeyThroughIam"
@@ -28,10 +28,14 @@ resource "aws_kms_key" "this" {
         Sid       = "CloudWatchLogsOfThisAccount"
         Effect    = "Allow"
         Principal = { Service = "logs.${var.aws_region}.amazonaws.com" }
-        Action    = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
-        Resource  = "*"
+        # No kms:Describe*: DescribeKey carries no encryption context, so under this condition it could
+        # never match (parliament: UNKNOWN_CONDITION_FOR_ACTION); CloudWatch Logs does not need it.
+        Action   = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*"]
+        Resource = "*"
         Condition = {
-          ArnLike = {
+          # The encryption-context key is a string: StringLike matches the ARN pattern the same way
+          # ArnLike would, and is the type IAM declares for it.
+          StringLike = {
             "kms:EncryptionContext:aws:logs:arn" = "arn:${local.partition}:logs:${var.aws_region}:${local.account_id}:*"
           }
         }

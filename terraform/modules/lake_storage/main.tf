@@ -85,6 +85,9 @@ resource "aws_s3_bucket_logging" "this" {
   bucket        = aws_s3_bucket.this[each.key].id
   target_bucket = aws_s3_bucket.access_logs.id
   target_prefix = "${each.value}/"
+  # S3 checks at PutBucketLogging that the target's bucket policy lets logging.s3.amazonaws.com write;
+  # without this ordering the first apply can race the policy and fail.
+  depends_on = [aws_s3_bucket_policy.access_logs, aws_s3_bucket_ownership_controls.access_logs]
 }
 
 # EventBridge notifications (free without rules): lets Dagster sensors or EventBridge rules react
@@ -102,7 +105,9 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
   rule {
     id     = "noncurrent-versions-and-incomplete-uploads"
     status = "Enabled"
-    filter {}
+    filter {
+      prefix = "" # the whole bucket, said explicitly (an empty filter block is ambiguous to the provider)
+    }
     abort_incomplete_multipart_upload {
       days_after_initiation = 7
     }
@@ -141,9 +146,9 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
 data "aws_iam_policy_document" "tls_only" {
   for_each = local.buckets
   statement {
-    sid       = "DenyInsecureTransport"
-    effect    = "Deny"
-    actions   = ["s3:*"]
+    sid     = "DenyInsecureTransport"
+    effect  = "Deny"
+    actions = ["s3:*"]
     resources = [
       aws_s3_bucket.this[each.key].arn,
       "${aws_s3_bucket.this[each.key].arn}/*",
@@ -216,7 +221,9 @@ resource "aws_s3_bucket_lifecycle_configuration" "access_logs" {
   rule {
     id     = "expire-access-logs"
     status = "Enabled"
-    filter {}
+    filter {
+      prefix = "" # the whole bucket
+    }
     expiration {
       days = var.access_log_expiration_days
     }

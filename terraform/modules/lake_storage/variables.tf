@@ -42,7 +42,7 @@ variable "athena_results_expiration_days" {
 
 variable "noncurrent_transitions" {
   description = "Storage class transitions of noncurrent object versions in the lake and artifacts buckets (days after becoming noncurrent)."
-  type        = list(object({
+  type = list(object({
     days          = number
     storage_class = string
   }))

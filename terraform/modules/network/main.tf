@@ -12,7 +12,7 @@ locals {
   # /20 subnets: indexes 0..az_count-1 are public, 8.. are private.
   public_cidrs  = [for i, _ in local.azs : cidrsubnet(var.vpc_cidr, 4, i)]
   private_cidrs = [for i, _ in local.azs : cidrsubnet(var.vpc_cidr, 4, i + 8)]
-  nat_count     = var.single_nat_gateway ? 1 : local.az_count
+  nat_count     = var.nat_gateway ? (var.single_nat_gateway ? 1 : local.az_count) : 0
 }
 
 resource "aws_vpc" "this" {
@@ -45,7 +45,7 @@ resource "aws_subnet" "public" {
   vpc_id                  = aws_vpc.this.id
   availability_zone       = local.azs[count.index]
   cidr_block              = local.public_cidrs[count.index]
-  map_public_ip_on_launch = false # only the NAT gateways live here, with their own EIPs
+  map_public_ip_on_launch = false # ECS tasks ask for a public IP explicitly (assign_public_ip) when there is no NAT
   tags                    = merge(var.tags, { Name = "${var.name_prefix}-public-${local.azs[count.index]}", Tier = "public" })
 }
 
@@ -94,8 +94,10 @@ resource "aws_route_table" "private" {
   tags   = merge(var.tags, { Name = "${var.name_prefix}-private-${local.azs[count.index]}" })
 }
 
+# Without a NAT gateway the private subnets have no route out: only RDS (and MSK in the scale
+# profile) live there; ECS tasks run in the public subnets with a public IP and egress-only groups.
 resource "aws_route" "private_nat" {
-  count                  = local.az_count
+  count                  = local.nat_count > 0 ? local.az_count : 0
   route_table_id         = aws_route_table.private[count.index].id
   destination_cidr_block = "0.0.0.0/0"
   nat_gateway_id         = aws_nat_gateway.this[var.single_nat_gateway ? 0 : count.index].id
@@ -107,13 +109,14 @@ resource "aws_route_table_association" "private" {
   route_table_id = aws_route_table.private[count.index].id
 }
 
-# Free gateway endpoints: S3 (the lake) and DynamoDB traffic stays off the NAT gateway.
+# Free gateway endpoints: S3 (the lake) and DynamoDB traffic stays private, off the NAT gateway and
+# off the public IPs, in every subnet.
 resource "aws_vpc_endpoint" "gateway" {
   for_each          = toset(["s3", "dynamodb"])
   vpc_id            = aws_vpc.this.id
   service_name      = "com.amazonaws.${var.aws_region}.${each.key}"
   vpc_endpoint_type = "Gateway"
-  route_table_ids   = aws_route_table.private[*].id
+  route_table_ids   = concat([aws_route_table.public.id], aws_route_table.private[*].id)
   tags              = merge(var.tags, { Name = "${var.name_prefix}-${each.key}" })
 }
 
@@ -156,7 +159,7 @@ resource "aws_iam_role_policy" "flow_logs" {
 
 resource "aws_flow_log" "this" {
   vpc_id                   = aws_vpc.this.id
-  traffic_type             = "ALL"
+  traffic_type             = var.flow_log_traffic_type
   log_destination_type     = "cloud-watch-logs"
   log_destination          = aws_cloudwatch_log_group.flow_logs.arn
   iam_role_arn             = aws_iam_role.flow_logs.arn

@@ -28,8 +28,24 @@ variable "availability_zones" {
   }
 }
 
+variable "nat_gateway" {
+  description = "Create NAT gateway(s) so tasks in the private subnets reach AWS APIs and the internet (~$37/month each). false: no NAT; tasks run in the public subnets with a public IPv4 address and egress-only security groups (profile small)."
+  type        = bool
+  default     = true
+}
+
+variable "flow_log_traffic_type" {
+  description = "Traffic recorded by the VPC flow logs: ALL, ACCEPT or REJECT (REJECT keeps the CloudWatch ingestion of a small deployment near zero)."
+  type        = string
+  default     = "ALL"
+  validation {
+    condition     = contains(["ALL", "ACCEPT", "REJECT"], var.flow_log_traffic_type)
+    error_message = "flow_log_traffic_type must be ALL, ACCEPT or REJECT."
+  }
+}
+
 variable "single_nat_gateway" {
-  description = "One NAT gateway for all private subnets (cheaper) instead of one per AZ (zone-redundant)."
+  description = "With nat_gateway: one NAT gateway for all private subnets (cheaper) instead of one per AZ (zone-redundant)."
   type        = bool
   default     = true
 }
@@ -55,4 +71,10 @@ variable "tags" {
   description = "Tags added to every resource of the module."
   type        = map(string)
   default     = {}
+}
+
+variable "enable_msk" {
+  description = "Create the security groups of MSK Serverless and MSK Connect (profile scale)."
+  type        = bool
+  default     = true
 }

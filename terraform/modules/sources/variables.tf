@@ -10,7 +10,7 @@ variable "name_prefix" {
 variable "dynamodb_tables" {
   description = "DynamoDB source tables: logical name => string hash-key attribute (lakehouse.settings.DYNAMODB_TABLES)."
   type        = map(string)
-  default     = {
+  default = {
     carts    = "cart_id"
     sessions = "session_id"
     reviews  = "review_id"
@@ -42,7 +42,7 @@ variable "create_oltp_secret" {
 
 variable "oltp" {
   description = "OLTP PostgreSQL source (Debezium and Dagster runs connect to it): host, port, database and user."
-  type        = object({
+  type = object({
     host     = string
     port     = optional(number, 5432)
     database = optional(string, "shop")

@@ -16,23 +16,29 @@ locals {
   # Same connector settings as docker/debezium/register-postgres.json (tests/infra compares them);
   # only the connection and the secret reference differ.
   connector_configuration = {
-    "connector.class"                           = "io.debezium.connector.postgresql.PostgresConnector"
-    "tasks.max"                                 = "1"
-    "plugin.name"                               = "pgoutput"
-    "database.hostname"                         = var.oltp.host
-    "database.port"                             = tostring(var.oltp.port)
-    "database.dbname"                           = var.oltp.database
-    "database.user"                             = var.oltp.user
-    "database.password"                         = "$${secretsmanager:${var.oltp_secret_name}:password}"
-    "database.sslmode"                          = "require"
-    "topic.prefix"                              = var.cdc_topic_prefix
-    "slot.name"                                 = var.cdc_slot_name
-    "publication.name"                          = var.cdc_publication_name
-    "publication.autocreate.mode"               = "filtered"
+    "connector.class"   = "io.debezium.connector.postgresql.PostgresConnector"
+    "tasks.max"         = "1"
+    "plugin.name"       = "pgoutput"
+    "database.hostname" = var.oltp.host
+    "database.port"     = tostring(var.oltp.port)
+    "database.dbname"   = var.oltp.database
+    "database.user"     = var.oltp.user
+    "database.password" = "$${secretsmanager:${var.oltp_secret_name}:password}"
+    "database.sslmode"  = "require"
+    "topic.prefix"      = var.cdc_topic_prefix
+    "slot.name"         = var.cdc_slot_name
+    "publication.name"  = var.cdc_publication_name
+    # The DBA creates the publication (docs/deploy.md, "first deploy"): creating or altering one needs
+    # ownership of the tables, which the lakehouse role does not have. With "filtered" Debezium runs
+    # ALTER PUBLICATION ... SET TABLE at start and the connector fails ("Unable to update filtered
+    # publication"). The local stack keeps "filtered" (it owns its tables; tests/infra checks the
+    # difference is exactly this key).
+    "publication.autocreate.mode"               = "disabled"
     "table.include.list"                        = local.table_include_list
     "snapshot.mode"                             = "initial"
     "decimal.handling.mode"                     = "string"
     "tombstones.on.delete"                      = "true"
+    "skipped.operations"                        = "none" # publish TRUNCATE (skipped by default): the sink empties the table
     "heartbeat.interval.ms"                     = "60000"
     "key.converter"                             = "org.apache.kafka.connect.json.JsonConverter"
     "key.converter.schemas.enable"              = "false"
@@ -93,12 +99,14 @@ resource "aws_iam_role" "connect" {
 
 data "aws_iam_policy_document" "connect" {
   statement {
-    sid       = "Cluster"
-    actions   = ["kafka-cluster:Connect", "kafka-cluster:DescribeCluster"]
+    sid = "Cluster"
+    # WriteDataIdempotently: Kafka Connect's producers are idempotent by default (enable.idempotence
+    # = true since Kafka 3.0); MSK refuses their InitProducerId without it.
+    actions   = ["kafka-cluster:Connect", "kafka-cluster:DescribeCluster", "kafka-cluster:WriteDataIdempotently"]
     resources = [local.cluster_arn]
   }
   statement {
-    sid     = "CdcAndConnectTopics"
+    sid = "CdcAndConnectTopics"
     actions = [
       "kafka-cluster:CreateTopic",
       "kafka-cluster:DescribeTopic",
@@ -154,9 +162,9 @@ resource "aws_mskconnect_custom_plugin" "debezium" {
 }
 
 resource "aws_mskconnect_worker_configuration" "debezium" {
-  count                   = var.create_connector ? 1 : 0
-  name                    = "${var.name_prefix}-debezium-postgres"
-  description             = "JSON converters without schemas; secrets resolved from Secrets Manager"
+  count       = var.create_connector ? 1 : 0
+  name        = "${var.name_prefix}-debezium-postgres"
+  description = "JSON converters without schemas; secrets resolved from Secrets Manager"
   properties_file_content = join("\n", [
     "key.converter=org.apache.kafka.connect.json.JsonConverter",
     "key.converter.schemas.enable=false",

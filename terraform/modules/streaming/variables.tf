@@ -71,7 +71,7 @@ variable "connector_mcu_count" {
 
 variable "oltp" {
   description = "OLTP PostgreSQL source: host, port, database, user (password from oltp_secret_name)."
-  type        = object({
+  type = object({
     host     = string
     port     = optional(number, 5432)
     database = optional(string, "shop")

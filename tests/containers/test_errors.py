@@ -1,0 +1,103 @@
+"""Clear errors from the container tooling (scripts/containers.sh): no engine, no root, a port taken, a
+failed build step, an unhealthy service (named, with its last log lines)."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lakehouse.stack.process import free_port
+
+from .support import SCRIPT, run_script
+
+NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+PORTS = (
+    "LAKEHOUSE_S3_PORT",
+    "LAKEHOUSE_KAFKA_PORT",
+    "LAKEHOUSE_POSTGRES_PORT",
+    "LAKEHOUSE_API_PORT",
+    "LAKEHOUSE_DAGSTER_PORT",
+    "DAGSTER_CODE_SERVER_PORT",
+)
+
+
+def _stack_env(session_id: str) -> dict[str, str]:
+    env = {"COMPOSE_PROJECT_NAME": f"lakehouse-test-{session_id}-{uuid.uuid4().hex[:4]}"}
+    env.update({variable: str(free_port()) for variable in PORTS})
+    return env
+
+
+@pytest.mark.parametrize("command", ["build", "up", "build-image"])
+def test_no_docker_engine(command: str) -> None:
+    args = [command, "x:local", "."] if command == "build-image" else [command]
+    result = run_script(*args, env=NO_ENGINE, timeout=60)
+    assert result.returncode == 1
+    assert "no Docker engine answers" in result.stderr and "scripts/containers.sh engine" in result.stderr
+
+
+def test_starting_an_engine_needs_root() -> None:
+    result = run_script(timeout=60, env=NO_ENGINE)  # usage: lists the commands
+    assert result.returncode == 2 and "engine" in result.stderr
+    import subprocess
+
+    as_nobody = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash", str(SCRIPT), "engine"],
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin", **NO_ENGINE},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert as_nobody.returncode == 1
+    assert "no Docker engine answers" in as_nobody.stderr and "not root" in as_nobody.stderr
+
+
+def test_a_failed_build_step_is_shown(images: None, tmp_path: Path, docker_engine: Any) -> None:
+    (tmp_path / "Dockerfile").write_text(
+        "ARG BASE_IMAGE=scratch\nFROM ${BASE_IMAGE}\nRUN echo preparing\nRUN echo the-step-that-breaks && exit 3\n"
+    )
+    name = f"lakehouse-test-broken-{uuid.uuid4().hex[:6]}:local"
+    result = run_script("build-image", name, str(tmp_path))
+    assert result.returncode == 1
+    assert f"building {name} failed" in result.stderr
+    assert "the-step-that-breaks" in result.stderr and "exit code: 3" in result.stderr  # the failing step, its code
+    assert ".lakehouse/docker/build-" in result.stderr  # where the full log is
+    assert not docker_engine.images.list(name=name)
+
+
+@pytest.fixture
+def held_port() -> Iterator[int]:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+def test_up_refuses_a_port_in_use(images: None, session_id: str, held_port: int, docker_engine: Any) -> None:
+    env = {**_stack_env(session_id), "LAKEHOUSE_POSTGRES_PORT": str(held_port)}
+    result = run_script("up", env=env, timeout=120)
+    assert result.returncode == 1
+    assert f"127.0.0.1:{held_port} (LAKEHOUSE_POSTGRES_PORT) already in use" in result.stderr
+    project = {"label": f"com.docker.compose.project={env['COMPOSE_PROJECT_NAME']}"}
+    assert docker_engine.containers.list(all=True, filters=project) == [], "nothing may start"
+
+
+def test_an_unhealthy_service_is_named_with_its_last_log_lines(images: None, session_id: str) -> None:
+    """A broker that cannot bind its port (a privileged one, as the app user): `up` fails after the wait
+    and says which service and why."""
+    env = {**_stack_env(session_id), "LAKEHOUSE_KAFKA_PORT": "81", "LAKEHOUSE_COMPOSE_WAIT_SECONDS": "60"}
+    try:
+        result = run_script("up", env=env, timeout=600)
+        assert result.returncode == 1
+        assert "service kafka is" in result.stderr, result.stderr[-3000:]
+        kafka = result.stderr.split("service kafka is", 1)[1]
+        assert "Permission denied" in kafka, "its log lines say what is wrong"
+        assert "did not become healthy" in result.stderr
+    finally:
+        down = run_script("down", env=env)
+        assert down.returncode == 0, down.stderr
