@@ -70,8 +70,8 @@ def publish() -> None:
     console.print(f"published {stats.records} records ({stats.tombstones} tombstones) in {stats.batches} batches")
     if failure:
         console.print(f"[red]publisher failed:[/] {failure[0]}")
-        os._exit(1)  # the JVM cannot be shut down cleanly after an engine failure
-    os._exit(0)
+        raise typer.Exit(EXIT_FAILED)
+    # `lakehouse.cli.main` ends the process without shutting the embedded JVM down (process_exit.py)
 
 
 @cdc_app.command()

@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lakehouse.cdc_commands import cdc_app
+from lakehouse.process_exit import run_and_exit
 from lakehouse.settings import get_settings
 
 DISTRIBUTION = "ecommerce-lakehouse"
@@ -154,7 +155,8 @@ app = build_app()
 
 
 def main() -> None:
-    app()
+    """The `lakehouse` entry point: the command's own exit status, never a crash in interpreter teardown."""
+    run_and_exit(app)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -34,6 +33,7 @@ from deltalake import DeltaTable
 
 from ingestion.cdc.config import SinkConfig
 from ingestion.cdc.sink import CdcSink, SinkReport
+from lakehouse.process_exit import run_and_exit
 from lakehouse.settings import Settings, get_settings
 from orchestration.defs.cdc import bronze_key, history_key, silver_key
 from orchestration.defs.health import flowing_evaluation
@@ -280,4 +280,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_and_exit(main)

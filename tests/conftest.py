@@ -7,7 +7,10 @@ tables on the same running services.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +25,35 @@ from lakehouse.stack.process import free_port
 from lakehouse.stack.resources import ensure_resources
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+_session_status: list[int] = []
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _session_status.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """End the test process with pytest's status once pytest is done, skipping interpreter teardown.
+
+    The embedded JVM (Debezium, started by the CDC tests in this process), DuckDB connections and
+    Arrow's thread pools live here. CPython's teardown, and JPype's exit handler that shuts the JVM
+    down while its threads run, can then crash a green run at exit (SIGSEGV/SIGABRT, issue 20).
+    The `lakehouse` commands end the same way (`lakehouse.process_exit`). Registered last, the
+    handler runs first (atexit is LIFO): after every pytest cleanup, before JPype's.
+    """
+    if _session_status:
+        atexit.register(_exit_with, _session_status[-1])
+
+
+def _exit_with(status: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(status)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

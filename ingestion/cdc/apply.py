@@ -8,7 +8,8 @@ so a crash between bronze and silver is repaired from bronze, never from Kafka t
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -100,13 +101,46 @@ class Applier:
 
     def __init__(self, store: DeltaStore) -> None:
         self.store = store
-        self._local = threading.local()
+        self._idle: list[duckdb.DuckDBPyConnection] = []  # connections no thread is using
+        self._idle_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the DuckDB connections, from the thread that ends the sink.
+
+        A connection left to interpreter teardown is destroyed while CPython finalizes, which can
+        abort the process (duckdb/duckdb#13904).
+        """
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for con in idle:
+            con.close()
+
+    def __enter__(self) -> Applier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A DuckDB connection for one query: tables apply in parallel, one connection per thread."""
+        with self._idle_lock:
+            con = self._idle.pop() if self._idle else None
+        if con is None:
+            con = duckdb.connect(config={"threads": 1})  # parallel across tables already
+        try:
+            yield con
+        finally:
+            with self._idle_lock:
+                self._idle.append(con)
 
     def _query(self, sql: str, **tables: pa.Table) -> pa.Table:
-        """Run `sql` over Arrow tables (one DuckDB connection per thread: tables apply in parallel)."""
-        con = getattr(self._local, "con", None)
-        if con is None:
-            con = self._local.con = duckdb.connect(config={"threads": 1})  # parallel across tables already
+        """Run `sql` over Arrow tables."""
+        with self._connection() as con:
+            return self._query_on(con, sql, tables)
+
+    @staticmethod
+    def _query_on(con: duckdb.DuckDBPyConnection, sql: str, tables: dict[str, pa.Table]) -> pa.Table:
         try:
             for name, table in tables.items():
                 con.register(name, table)

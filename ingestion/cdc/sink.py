@@ -111,9 +111,11 @@ class CdcSink:
         return self._transport
 
     def close(self) -> None:
+        """Release the transport's clients and the applier's DuckDB connections (in that order)."""
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+        self.applier.close()
 
     def __enter__(self) -> CdcSink:
         return self
@@ -182,7 +184,7 @@ class CdcSink:
             return
         self._out_of_range.clear()
         history = threading.Thread(
-            target=CdcSink(self.config, checkpoint=self.checkpoint).follow_history,
+            target=self._follow_history_worker,
             args=(stop, wanted),
             name="cdc-history",
             daemon=True,
@@ -214,6 +216,11 @@ class CdcSink:
             stop.set()
             if history.is_alive():
                 history.join(60)
+
+    def _follow_history_worker(self, stop: threading.Event, tables: list[str] | None) -> None:
+        """The follow-mode history worker: its own sink (Delta handles, clients), closed in its thread."""
+        with CdcSink(self.config, checkpoint=self.checkpoint) as history_sink:
+            history_sink.follow_history(stop, tables)
 
     def follow_history(self, stop: threading.Event, tables: Iterable[str] | None = None) -> None:
         """Bring every table's history up to its bronze until `stop` is set.

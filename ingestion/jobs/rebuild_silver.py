@@ -141,10 +141,10 @@ def rebuild_rows(shape: TableShape, changes: pa.Table) -> tuple[pa.Table, pa.Tab
 
 def rebuild_with_truncation(shape: TableShape, changes: pa.Table) -> tuple[pa.Table, pa.Table, Truncation | None]:
     """`rebuild_rows`, plus the newest TRUNCATE of the changelog (recorded with the commits)."""
-    applier = Applier(DeltaStore({}))
     resolved = resolve(changes, shape.key_columns)
-    silver = applier.silver_rows(shape, resolved.changes)
-    history = applier.history_rows(shape, resolved.changes, shape.history_schema().empty_table())
+    with Applier(DeltaStore({})) as applier:
+        silver = applier.silver_rows(shape, resolved.changes)
+        history = applier.history_rows(shape, resolved.changes, shape.history_schema().empty_table())
     return silver, history, resolved.truncation
 
 
