@@ -289,11 +289,15 @@ compose() {
 
 port_taken() { (echo >"/dev/tcp/127.0.0.1/$1") >/dev/null 2>&1; }
 
+# A container that exited 0 is done only if it is a one-shot (restart policy "no"): a long-running
+# service that exits 0 (e.g. a broker whose listener thread panicked) is being restarted, not done.
+one_shot() { [ "$(docker inspect -f '{{.HostConfig.RestartPolicy.Name}}' "$1" 2>/dev/null)" = no ]; }
+
 report_unhealthy() {
-  local service state health code
-  compose ps -a --format '{{.Service}}|{{.State}}|{{.Health}}|{{.ExitCode}}' | sort | while IFS='|' read -r service state health code; do
+  local service state health code id
+  compose ps -a --format '{{.Service}}|{{.State}}|{{.Health}}|{{.ExitCode}}|{{.ID}}' | sort | while IFS='|' read -r service state health code id; do
     if [ "$state" = running ] && { [ -z "$health" ] || [ "$health" = healthy ]; }; then continue; fi
-    if [ "$state" = exited ] && [ "$code" = 0 ]; then continue; fi
+    if [ "$state" = exited ] && [ "$code" = 0 ] && one_shot "$id"; then continue; fi
     if [ "$state" = created ]; then
       echo "service $service: never started (a service it depends on failed)" >&2
       continue

@@ -3,7 +3,10 @@ failed build step, an unhealthy service (named, with its last log lines)."""
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,17 +46,25 @@ def test_no_docker_engine(command: str) -> None:
 def test_starting_an_engine_needs_root() -> None:
     result = run_script(timeout=60, env=NO_ENGINE)  # usage: lists the commands
     assert result.returncode == 2 and "engine" in result.stderr
-    import subprocess
-
-    as_nobody = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash", str(SCRIPT), "engine"],
-        env={"PATH": "/usr/local/bin:/usr/bin:/bin", **NO_ENGINE},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert as_nobody.returncode == 1
+    # `nobody` may not read the checkout (a clone under `mktemp -d` is mode 0700): run a readable copy
+    readable = Path(tempfile.mkdtemp(prefix="containers-sh-"))
+    try:
+        readable.chmod(0o755)
+        script = readable / SCRIPT.name
+        shutil.copy(SCRIPT, script)
+        script.chmod(0o755)
+        as_nobody = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash", str(script), "engine"],
+            cwd=readable,
+            env={"PATH": "/usr/local/bin:/usr/bin:/bin", **NO_ENGINE},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        shutil.rmtree(readable)
+    assert as_nobody.returncode == 1, as_nobody.stderr
     assert "no Docker engine answers" in as_nobody.stderr and "not root" in as_nobody.stderr
 
 
