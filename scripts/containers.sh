@@ -293,17 +293,32 @@ port_taken() { (echo >"/dev/tcp/127.0.0.1/$1") >/dev/null 2>&1; }
 # service that exits 0 (e.g. a broker whose listener thread panicked) is being restarted, not done.
 one_shot() { [ "$(docker inspect -f '{{.HostConfig.RestartPolicy.Name}}' "$1" 2>/dev/null)" = no ]; }
 
+# Services compose itself blamed in its output ("container <project>-kafka-1 is unhealthy"): named
+# even if they look fine by the time we ask (a health check that failed, then passed).
+blamed_services() {
+  { grep -oE "$PROJECT-[a-z0-9-]+-[0-9]+ +(is unhealthy|exited|Error)" "$STATE_DIR/compose-up.log" || true; } |
+    sed -E "s/^$PROJECT-//; s/-[0-9]+ +(is unhealthy|exited|Error)\$//" | sort -u
+}
+
 report_unhealthy() {
-  local service state health code id
+  local service state health code id blamed
+  blamed=" $(blamed_services | tr '\n' ' ') "
   compose ps -a --format '{{.Service}}|{{.State}}|{{.Health}}|{{.ExitCode}}|{{.ID}}' | sort | while IFS='|' read -r service state health code id; do
-    if [ "$state" = running ] && { [ -z "$health" ] || [ "$health" = healthy ]; }; then continue; fi
-    if [ "$state" = exited ] && [ "$code" = 0 ] && one_shot "$id"; then continue; fi
+    if [[ "$blamed" != *" $service "* ]]; then
+      if [ "$state" = running ] && { [ -z "$health" ] || [ "$health" = healthy ]; }; then continue; fi
+      if [ "$state" = exited ] && [ "$code" = 0 ] && one_shot "$id"; then continue; fi
+    fi
     if [ "$state" = created ]; then
       echo "service $service: never started (a service it depends on failed)" >&2
       continue
     fi
     echo "service $service is ${state}${health:+ ($health)}${code:+, exit code $code}; its last log lines:" >&2
     compose logs --no-color --tail 25 "$service" 2>&1 | sed 's/^/    /' >&2
+    if [ -n "$health" ] && [ "$health" != healthy ]; then
+      echo "  its health check (${service}) last printed:" >&2
+      docker inspect -f '{{with .State.Health}}{{range .Log}}{{.Output}}{{end}}{{end}}' "$id" 2>&1 |
+        grep -v '^[[:space:]]*$' | tail -n 8 | sed 's/^/    /' >&2
+    fi
   done
 }
 
