@@ -1,4 +1,5 @@
-"""Shared fixtures: ONE embedded stack per test session (services start once, on free ports).
+"""Shared fixtures: ONE embedded stack per test process (services start once, on free ports; `make test`
+runs two processes with pytest-xdist, each with its own stack).
 
 Integration and end-to-end tests talk to it over real connections. Tests that need a clean slate
 use `isolated_settings()`, which gives them their own PostgreSQL database, buckets and DynamoDB
@@ -56,7 +57,9 @@ def _exit_with(status: int) -> None:
     os._exit(status)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker (make test): the longest groups first
+        items.sort(key=_worker_order)
     for item in items:
         path = Path(str(item.fspath))
         if "integration" in path.parts:
@@ -65,6 +68,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
         if "containers" in path.parts:
             item.add_marker(pytest.mark.containers)
+        item.add_marker(pytest.mark.xdist_group(_worker_group(path)))
+
+
+def _worker_order(item: pytest.Item) -> int:
+    """Groups are handed to workers in collection order (`--no-loadscope-reorder`): the end-to-end
+    group (the demo, ~8 min) first, the many short unit files last, so the workers end together."""
+    parts = Path(str(item.fspath)).parts
+    return 0 if "e2e" in parts else 2 if "unit" in parts else 1
+
+
+def _worker_group(path: Path) -> str:
+    """Tests that go to the same worker under `pytest -n N --dist loadgroup` (make test): a file's
+    tests together, and each directory whose session fixtures are costly (the demo; the Terraform
+    plans and apply against the emulator) as one group, so no worker builds them twice."""
+    for directory in ("e2e", "infra", "containers"):
+        if directory in path.parts:
+            return directory
+    return path.relative_to(REPO_ROOT).as_posix()
 
 
 @pytest.fixture(scope="session")

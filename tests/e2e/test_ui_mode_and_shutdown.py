@@ -1,6 +1,7 @@
 """`lakehouse demo` with the UI: serves Dagster, and Ctrl-C stops everything the demo started.
 
-Runs last in the session (it stops the session's stack on purpose)."""
+It stops the session's stack on purpose, then starts it again for the tests that run after it (under
+`make test` a worker runs other files after this one)."""
 
 from __future__ import annotations
 
@@ -58,13 +59,20 @@ def test_demo_serves_the_ui_and_ctrl_c_stops_everything(demo: Settings, local_st
     assert all(s.healthy for s in local_stack.status())
 
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground process group
-    output, _ = process.communicate(timeout=180)
-    assert process.returncode == 0, output[-3000:]
-    assert "stopping the demo" in output
+    try:
+        output, _ = process.communicate(timeout=180)
+        assert process.returncode == 0, output[-3000:]
+        assert "stopping the demo" in output
 
-    assert all(s.state == "stopped" for s in local_stack.status()), local_stack.status()
-    deadline = time.monotonic() + 30
-    while _project_processes(demo) and time.monotonic() < deadline:
-        time.sleep(1)
-    leftovers = [(p.pid, " ".join(p.cmdline())[:120]) for p in _project_processes(demo)]
-    assert leftovers == [], f"processes left running after Ctrl-C: {leftovers}"
+        assert all(s.state == "stopped" for s in local_stack.status()), local_stack.status()
+        deadline = time.monotonic() + 30
+        while _project_processes(demo) and time.monotonic() < deadline:
+            time.sleep(1)
+        leftovers = [(p.pid, " ".join(p.cmdline())[:120]) for p in _project_processes(demo)]
+        assert leftovers == [], f"processes left running after Ctrl-C: {leftovers}"
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(30)
+        local_stack.up(log=lambda _msg: None)  # the session's stack, for the tests after this one
+    assert all(s.healthy for s in local_stack.status()), local_stack.status()

@@ -175,7 +175,11 @@ def test_unknown_service_is_rejected(settings: Settings) -> None:
 
 def test_cli_status_reports_and_invalid_input_fails(local_stack: LocalStack, settings: Settings) -> None:
     env = {**os.environ, **settings.to_env()}
-    ok = subprocess.run([sys.executable, "-m", "lakehouse.cli", "status"], env=env, capture_output=True, text=True)
+    # the services only: the lake section's verdict depends on what other tests left in the session's
+    # lake and topics (e.g. a CDC backlog above the lag limit); test_lake_status.py tests it on its own data
+    ok = subprocess.run(
+        [sys.executable, "-m", "lakehouse.cli", "status", "--no-lake"], env=env, capture_output=True, text=True
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     for name in ("s3", "postgres", "kafka", "api"):
         assert name in ok.stdout
