@@ -52,7 +52,7 @@ demo: install system-deps ## Run the whole lakehouse demo, then serve the Dagste
 TEST_WORKERS ?= 2
 
 test: install system-deps $(INFRA_VENV)/.synced ## Run the whole test suite (unit, integration, e2e, infra)
-	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The CDC and dlt integration tests again, with the session's services from containers (testcontainers).
 CONTAINER_STACK_TESTS := tests/integration/test_cdc.py tests/integration/test_dlt_dynamodb.py \

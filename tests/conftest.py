@@ -59,33 +59,54 @@ def _exit_with(status: int) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if hasattr(config, "workerinput"):  # a pytest-xdist worker (make test): the longest groups first
-        items.sort(key=_worker_order)
+        items.sort(key=lambda item: _worker_order(item.nodeid))
     for item in items:
-        path = Path(str(item.fspath))
-        if "integration" in path.parts:
-            item.add_marker(pytest.mark.integration)
-        if "e2e" in path.parts:
-            item.add_marker(pytest.mark.e2e)
-        if "containers" in path.parts:
-            item.add_marker(pytest.mark.containers)
-        item.add_marker(pytest.mark.xdist_group(_worker_group(path)))
+        directory = _test_directory(item.nodeid)
+        if directory in ("integration", "e2e", "containers"):
+            item.add_marker(getattr(pytest.mark, directory))
 
 
-def _worker_order(item: pytest.Item) -> int:
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """`make test` (`pytest -n N --dist loadscope`): hand tests to workers in the groups of
+    `_worker_group`, not pytest-xdist's module scopes.
+
+    Not `--dist loadgroup` with `xdist_group` marks: pytest-xdist 3.8 tags a grouped test by
+    rewriting its node id, which pytest 9.2 no longer reads, so the marks are silently ignored
+    and every test goes its own way (pytest-xdist issue 1386): both workers built the demo.
+    """
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _worker_group(nodeid)
+
+    return GroupScheduling(config, log)  # type: ignore[arg-type]
+
+
+def _test_directory(nodeid: str) -> str:
+    """`unit`, `integration`, `e2e`, `infra` or `containers`: the directory under tests/."""
+    parts = nodeid.split("::", 1)[0].split("/")
+    return parts[1] if len(parts) > 2 and parts[0] == "tests" else ""
+
+
+def _worker_order(nodeid: str) -> int:
     """Groups are handed to workers in collection order (`--no-loadscope-reorder`): the end-to-end
-    group (the demo, ~8 min) first, the many short unit files last, so the workers end together."""
-    parts = Path(str(item.fspath)).parts
-    return 0 if "e2e" in parts else 2 if "unit" in parts else 1
+    group (the demo, ~15 min) first, the many short unit files last, so the workers end together."""
+    directory = _test_directory(nodeid)
+    return 0 if directory == "e2e" else 2 if directory == "unit" else 1
 
 
-def _worker_group(path: Path) -> str:
-    """Tests that go to the same worker under `pytest -n N --dist loadgroup` (make test): a file's
-    tests together, and each directory whose session fixtures are costly (the demo; the Terraform
-    plans and apply against the emulator) as one group, so no worker builds them twice."""
-    for directory in ("e2e", "infra", "containers"):
-        if directory in path.parts:
-            return directory
-    return path.relative_to(REPO_ROOT).as_posix()
+def _worker_group(nodeid: str) -> str:
+    """Tests that go to the same worker under `make test`: a file's tests together, and each
+    directory whose session fixtures are costly (the demo; the Terraform plans and apply against
+    the emulator; the images) as one group, so no worker builds them twice."""
+    directory = _test_directory(nodeid)
+    if directory in ("e2e", "infra", "containers"):
+        return directory
+    return nodeid.split("::", 1)[0]
 
 
 @pytest.fixture(scope="session")
