@@ -61,8 +61,8 @@ CONTAINER_STACK_TESTS := tests/integration/test_cdc.py tests/integration/test_dl
 test-containers: install system-deps $(INFRA_VENV)/.synced ## Build the images; compose, ECS-role and testcontainers tests (Docker engine; started as root if none runs)
 	bash scripts/containers.sh engine
 	bash scripts/containers.sh build
-	$(VENV)/bin/pytest tests/containers $(PYTEST_ARGS)
-	LAKEHOUSE_TEST_STACK=containers $(VENV)/bin/pytest $(CONTAINER_STACK_TESTS) $(PYTEST_ARGS)
+	LAKEHOUSE_TEST_STACK=containers $(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder \
+		tests/containers $(CONTAINER_STACK_TESTS) $(PYTEST_ARGS)
 
 test-unit: install ## Only the fast unit tests
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)

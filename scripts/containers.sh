@@ -237,6 +237,10 @@ build_one() { # build_one NAME LOGNAME docker-build-args...
 
 cmd_build() {
   mkdir -p "$STATE_DIR"
+  # one build at a time per state directory: two test processes may ask at once (the second then
+  # finds everything in the layer cache), and they share the build logs and timings
+  exec 9>"$STATE_DIR/build.lock"
+  flock 9
   engine_answers || die "no Docker engine answers: run \`scripts/containers.sh engine\` (as root) first"
   local base secret=()
   base=$(cmd_base)
