@@ -83,7 +83,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
         def _split_scope(self, nodeid: str) -> str:
             return _worker_group(nodeid)
 
-    return GroupScheduling(config, log)  # type: ignore[arg-type]
+    return GroupScheduling(config, log)
 
 
 def _test_directory(nodeid: str) -> str:
