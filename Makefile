@@ -51,8 +51,9 @@ demo: install system-deps ## Run the whole lakehouse demo, then serve the Dagste
 # free ports
 TEST_WORKERS ?= 2
 
-# Test by test for now (`loadgroup` without marks): with the directory groups of tests/conftest.py the
-# infra tests' prod imports leak into later dbt tests of the same process (docs/deploy.md, section 5).
+# Test by test for now (`loadgroup` without marks): with the directory groups of tests/conftest.py, dbt
+# tests in the process that had run the infra tests saw the Athena target (cause not yet found;
+# docs/deploy.md, section 5).
 test: install system-deps $(INFRA_VENV)/.synced ## Run the whole test suite (unit, integration, e2e, infra)
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 

@@ -68,7 +68,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
-    """`make test` (`pytest -n N --dist loadscope`): hand tests to workers in the groups of
+    """`pytest -n N --dist loadscope` (make test-containers): hand tests to workers in the groups of
     `_worker_group`, not pytest-xdist's module scopes.
 
     Not `--dist loadgroup` with `xdist_group` marks: pytest-xdist 3.8 tags a grouped test by
@@ -100,7 +100,7 @@ def _worker_order(nodeid: str) -> int:
 
 
 def _worker_group(nodeid: str) -> str:
-    """Tests that go to the same worker under `make test`: a file's tests together, and each
+    """Tests that go to the same worker under `--dist loadscope`: a file's tests together, and each
     directory whose session fixtures are costly (the demo; the Terraform plans and apply against
     the emulator; the images) as one group, so no worker builds them twice."""
     directory = _test_directory(nodeid)
