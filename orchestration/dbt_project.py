@@ -3,8 +3,8 @@
 
 The project and its profiles.yml live at the repository root; the target follows the settings
 (`local` = DuckDB over the lake, `athena` in AWS). Under `dagster dev` the manifest is re-parsed on
-every load (`prepare_if_dev`); elsewhere a packaged `target/manifest.json` is used, and built once
-with `dbt parse` if it is missing (a fresh checkout, CI).
+every load (`prepare_if_dev`); elsewhere a packaged `target/<target>/manifest.json` is used, and
+built once with `dbt parse` if it is missing (a fresh checkout, CI).
 """
 
 from __future__ import annotations
@@ -54,12 +54,22 @@ def _dbt_on_path() -> None:
         os.environ["PATH"] = bin_dir + os.pathsep + path
 
 
+def manifest_directory(target: str) -> Path:
+    """Where the manifest of a dbt target lives, relative to the project: one directory per target.
+
+    A manifest is specific to its target (the adapter names the assets' kind, dispatched macros differ):
+    a checkout (or image) used with both `local` and `athena` must never load the other one's manifest.
+    """
+    return Path("target") / target
+
+
 _settings = get_settings()
 
 dbt_project = DbtProject(
     project_dir=REPO_ROOT,
     profiles_dir=REPO_ROOT,
     target=_settings.resolved_dbt_target,
+    target_path=manifest_directory(_settings.resolved_dbt_target),
 )
 
 if dbt_project.preparer.using_dagster_dev():

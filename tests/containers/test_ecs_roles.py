@@ -310,8 +310,9 @@ def test_service_role_starts_and_writes_what_it_needs(
         if role == "code_location":
             code, output = exec_in(container, ["python", "-c", LOADED_DEFINITIONS])
             assert code == 0, f"the code location answers but could not load the definitions:\n{output}"
-            code, output = exec_in(container, ["test", "-s", "/app/target/manifest.json"])
-            assert code == 0, f"the code location did not write the dbt manifest: {output}"
+            target = task.environment.get("LAKEHOUSE_DBT_TARGET", "athena")
+            code, output = exec_in(container, ["test", "-s", f"/app/target/{target}/manifest.json"])
+            assert code == 0, f"the code location has no dbt manifest for its target {target}: {output}"
         if role == "webserver":  # it loaded the code location through the gRPC server (Cloud Map -> loopback)
             (entry,) = _workspace(container)["workspaceOrError"]["locationEntries"]
             assert entry["locationOrLoadError"]["__typename"] == "RepositoryLocation", entry

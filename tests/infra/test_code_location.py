@@ -80,7 +80,10 @@ def test_prod_automation_defaults(location: dict[str, Any]) -> None:
 
 
 def test_image_ships_the_dbt_manifest() -> None:
-    """Tasks must not run `dbt parse` at every start: the image builds target/manifest.json."""
+    """Tasks must not run `dbt parse` at every start: the image builds target/<target>/manifest.json
+    for the target ECS runs (`athena`) as well as the compose stack's (`local`)."""
     dockerfile = (REPO_ROOT / "docker" / "Dockerfile").read_text()
     assert "dagster-dbt project prepare-and-package --file orchestration/dbt_project.py" in dockerfile
-    assert "test -s target/manifest.json" in dockerfile
+    assert "for target in local athena; do" in dockerfile
+    assert "test -s target/$target/manifest.json" in dockerfile
+    assert PROD_ENV["LAKEHOUSE_DBT_TARGET"] == "athena"

@@ -251,3 +251,38 @@ def test_lint_suite_runs_locally() -> None:
     assert profiles["ecommerce_lakehouse"]["outputs"]["lint"] == {
         "type": "duckdb", "path": ":memory:", "schema": "main", "threads": 1,
     }  # fmt: skip
+
+
+#: what orchestration.dbt_project loads, printed by a fresh interpreter (it parses on import)
+LOADED_MANIFEST = """
+import json
+from orchestration.dbt_project import dbt_project
+manifest = json.loads(dbt_project.manifest_path.read_text())
+print(json.dumps([str(dbt_project.manifest_path), manifest["metadata"]["adapter_type"]]))
+"""
+
+
+def test_each_target_loads_its_own_manifest(tmp_path: Path) -> None:
+    """One checkout used with `athena` (the prod code location, the image's second manifest), then with
+    `local`: each loads a manifest of its own adapter. With one shared target/manifest.json, whichever
+    target parsed first named the other's assets (kind `athena` on the local dbt assets)."""
+    loaded = {}
+    for target, adapter in (("athena", "athena"), ("local", "duckdb")):
+        settings = Settings(_env_file=None, state_dir=tmp_path / target, dbt_target=target)
+        env = child_env(
+            settings,
+            DBT_SEND_ANONYMOUS_USAGE_STATS="false",
+            AWS_ACCESS_KEY_ID="test",
+            AWS_SECRET_ACCESS_KEY="test",
+            AWS_DEFAULT_REGION="us-east-1",
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", LOADED_MANIFEST],
+            env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        path, loaded_adapter = json.loads(result.stdout.strip().splitlines()[-1])
+        assert loaded_adapter == adapter, (target, path)
+        loaded[target] = Path(path)
+    assert loaded["athena"] != loaded["local"]
+    assert loaded["local"].parent == REPO_ROOT / "target" / "local"
