@@ -51,11 +51,10 @@ demo: install system-deps ## Run the whole lakehouse demo, then serve the Dagste
 # free ports
 TEST_WORKERS ?= 2
 
-# Test by test for now (`loadgroup` without marks): with the directory groups of tests/conftest.py, dbt
-# tests in the process that had run the infra tests saw the Athena target (cause not yet found;
-# docs/deploy.md, section 5).
+# `--dist loadscope` hands out the worker groups of tests/conftest.py (a file; the e2e, infra and
+# containers directories one group each): the demo and the Terraform apply run once, not in each process.
 test: install system-deps $(INFRA_VENV)/.synced ## Run the whole test suite (unit, integration, e2e, infra)
-	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The CDC and dlt integration tests again, with the session's services from containers (testcontainers).
 CONTAINER_STACK_TESTS := tests/integration/test_cdc.py tests/integration/test_dlt_dynamodb.py \
