@@ -304,26 +304,36 @@ blamed_services() {
     sed -E "s/^$PROJECT-//; s/-[0-9]+ +(is unhealthy|exited|Error)\$//" | sort -u
 }
 
+# One service's state, log tail and health-check output. Each lookup may fail or print nothing (a
+# container removed meanwhile, a check that has not run yet): that is said, and never ends the report.
+report_service() { # report_service SERVICE STATE HEALTH EXIT_CODE CONTAINER_ID
+  local service=$1 state=$2 health=$3 code=$4 id=$5 printed
+  if [ "$state" = created ]; then
+    echo "service $service: never started (a service it depends on failed)" >&2
+    return 0
+  fi
+  echo "service $service is ${state}${health:+ ($health)}${code:+, exit code $code}; its last log lines:" >&2
+  compose logs --no-color --tail 25 "$service" 2>&1 | sed 's/^/    /' >&2 || true
+  if [ -n "$health" ] && [ "$health" != healthy ]; then
+    echo "  its health check (${service}) last printed:" >&2
+    printed=$(docker inspect -f '{{with .State.Health}}{{range .Log}}{{.Output}}{{end}}{{end}}' "$id" 2>&1 |
+      { grep -v '^[[:space:]]*$' || true; } | tail -n 8) || true
+    echo "${printed:-(nothing yet: the check has not finished once)}" | sed 's/^/    /' >&2
+  fi
+}
+
 report_unhealthy() {
   local service state health code id blamed
   blamed=" $(blamed_services | tr '\n' ' ') "
-  compose ps -a --format '{{.Service}}|{{.State}}|{{.Health}}|{{.ExitCode}}|{{.ID}}' | sort | while IFS='|' read -r service state health code id; do
-    if [[ "$blamed" != *" $service "* ]]; then
-      if [ "$state" = running ] && { [ -z "$health" ] || [ "$health" = healthy ]; }; then continue; fi
-      if [ "$state" = exited ] && [ "$code" = 0 ] && one_shot "$id"; then continue; fi
-    fi
-    if [ "$state" = created ]; then
-      echo "service $service: never started (a service it depends on failed)" >&2
-      continue
-    fi
-    echo "service $service is ${state}${health:+ ($health)}${code:+, exit code $code}; its last log lines:" >&2
-    compose logs --no-color --tail 25 "$service" 2>&1 | sed 's/^/    /' >&2
-    if [ -n "$health" ] && [ "$health" != healthy ]; then
-      echo "  its health check (${service}) last printed:" >&2
-      docker inspect -f '{{with .State.Health}}{{range .Log}}{{.Output}}{{end}}{{end}}' "$id" 2>&1 |
-        grep -v '^[[:space:]]*$' | tail -n 8 | sed 's/^/    /' >&2
-    fi
-  done
+  { compose ps -a --format '{{.Service}}|{{.State}}|{{.Health}}|{{.ExitCode}}|{{.ID}}' || true; } | sort |
+    while IFS='|' read -r service state health code id; do
+      if [[ "$blamed" != *" $service "* ]]; then
+        if [ "$state" = running ] && { [ -z "$health" ] || [ "$health" = healthy ]; }; then continue; fi
+        if [ "$state" = exited ] && [ "$code" = 0 ] && one_shot "$id"; then continue; fi
+      fi
+      report_service "$service" "$state" "$health" "$code" "$id" ||
+        echo "service $service: its state could not be read (container $id)" >&2
+    done
 }
 
 cmd_up() {
@@ -344,7 +354,7 @@ cmd_up() {
   log "starting compose project $PROJECT (host networking, images built here)"
   if ! compose up -d --no-build --wait --wait-timeout "${LAKEHOUSE_COMPOSE_WAIT_SECONDS:-900}" >"$STATE_DIR/compose-up.log" 2>&1; then
     tail -n 5 "$STATE_DIR/compose-up.log" >&2
-    report_unhealthy
+    report_unhealthy || true
     die "the compose stack did not become healthy (services above; full output: $STATE_DIR/compose-up.log)"
   fi
   log "compose project $PROJECT is up and healthy"
