@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -300,3 +302,33 @@ def test_quarantine_check_names_objects_above_the_threshold_only() -> None:
     assert quarantine_outcome(report, 1.0).passed
     unknown = unknown_fields_outcome(report)
     assert not unknown.passed and unknown.metadata["unknown_fields"] == ["coupon"]
+
+
+def _build_pipeline_after(barrier: Any, state_dir: str, name: str) -> str:
+    """Child process: wait for the others, then build the pipeline as a Dagster process does on import."""
+    settings = Settings(_env_file=None, environment="local", state_dir=Path(state_dir), s3_port=1, api_port=1)
+    barrier.wait(timeout=60)
+    try:
+        pipeline = make_pipeline(settings, name)
+    except Exception as exc:  # reported to the parent, which names it
+        return f"{type(exc).__name__}: {exc}"
+    return "ok" if (Path(pipeline.working_dir) / "state.json").is_file() else "no state.json"
+
+
+def test_processes_building_one_pipeline_together_on_a_fresh_state_dir(tmp_path: Path) -> None:
+    """Webserver, daemon, code server and runs import the definitions, so build the pipelines, at the
+    same moment on a fresh state dir (a clean clone's test workers did: FileExistsError in one of them).
+    Each builds it or attaches to the one another process built; none fails, none wipes another's."""
+    context = multiprocessing.get_context("fork")
+    processes = 6
+    for round_number in range(8):
+        state_dir = tmp_path / f"round-{round_number}"
+        with context.Manager() as manager, ProcessPoolExecutor(processes, mp_context=context) as pool:
+            barrier = manager.Barrier(processes)
+            names = [*PIPELINES] * (processes // 2)
+            futures = [pool.submit(_build_pipeline_after, barrier, str(state_dir), name) for name in names]
+            # a child that dies breaks the pool (BrokenProcessPool) instead of hanging the test
+            outcomes = [future.result(timeout=120) for future in futures]
+        assert outcomes == ["ok"] * processes, f"round {round_number}: {outcomes}"
+        for name in PIPELINES:
+            assert (state_dir / "dlt" / name / "state.json").is_file()
