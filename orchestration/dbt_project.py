@@ -16,6 +16,7 @@ from pathlib import Path
 
 from dagster_dbt import DbtProject
 
+from lakehouse.locks import exclusive
 from lakehouse.settings import Settings, child_env, get_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -74,6 +75,10 @@ dbt_project = DbtProject(
 
 if dbt_project.preparer.using_dagster_dev():
     _dbt_on_path()
-dbt_project.prepare_if_dev()
-if not dbt_project.manifest_path.exists():
-    build_manifest(dbt_project, _settings)
+# Processes importing this together on a fresh checkout parse once, not into each other's files.
+# With a packaged manifest nothing is written (the image's root filesystem is read-only on ECS).
+if dbt_project.preparer.using_dagster_dev() or not dbt_project.manifest_path.exists():
+    with exclusive(dbt_project.project_dir / dbt_project.target_path / ".parse.lock"):
+        dbt_project.prepare_if_dev()
+        if not dbt_project.manifest_path.exists():
+            build_manifest(dbt_project, _settings)

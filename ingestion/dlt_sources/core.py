@@ -7,13 +7,10 @@ the network), so Dagster can construct pipelines and sources at import time.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import fcntl
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final, Literal
 
 import dlt
@@ -21,6 +18,7 @@ from deltalake import DeltaTable
 from dlt.common.configuration.specs import AwsCredentials
 from dlt.common.pipeline import LoadInfo
 
+from lakehouse.locks import exclusive
 from lakehouse.settings import Settings
 
 Dataset = Literal["dynamodb", "landing", "marketing"]
@@ -77,30 +75,14 @@ def make_pipeline(settings: Settings, name: str, dataset: Dataset | None = None)
     disable_telemetry()
     pipelines_dir = settings.state_path / "dlt"
     pipelines_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive(pipelines_dir / f".{name}.lock"):
+    # dlt wipes and recreates a working dir without state: one process at a time (lakehouse.locks)
+    with exclusive(pipelines_dir / f".{name}.lock"):
         return dlt.pipeline(
             pipeline_name=name,
             pipelines_dir=str(pipelines_dir),
             destination=destination(settings),
             dataset_name=dataset,
         )
-
-
-@contextlib.contextmanager
-def _exclusive(lock_file: Path) -> Iterator[None]:
-    """Hold an exclusive lock on `lock_file` (flock: released by the kernel if the process dies).
-
-    dlt creates a pipeline's working dir when it finds no state in it: it wipes the dir, creates it
-    (failing if it exists) and writes the state. Every Dagster process (webserver, daemon, code
-    server, each run) builds the pipelines when it imports the definitions, so two of them starting
-    together on a fresh state dir raced: `FileExistsError` in one, or one wiping the other's new dir.
-    """
-    with lock_file.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def disable_telemetry() -> None:
