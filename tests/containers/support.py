@@ -17,16 +17,32 @@ from typing import Any, TypeVar
 
 import pytest
 
+from lakehouse.stack.process import free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "scripts" / "containers.sh"
 TEST_LABEL = "io.ecom-lakehouse.test"
 IMAGE = "ecom-lakehouse:local"
 DEV_IMAGE = "ecom-lakehouse-dev:local"
 POSTGRES_IMAGE = "ecom-lakehouse-postgres:local"
+#: host ports of the compose stack (host networking), as PORT_VARIABLES in scripts/containers.sh
+COMPOSE_PORT_VARIABLES = (
+    "LAKEHOUSE_S3_PORT",
+    "LAKEHOUSE_KAFKA_PORT",
+    "LAKEHOUSE_POSTGRES_PORT",
+    "LAKEHOUSE_API_PORT",
+    "LAKEHOUSE_DAGSTER_PORT",
+    "DAGSTER_CODE_SERVER_PORT",
+)
 #: where the production image's app user writes (Dockerfile), and its uid
 APP_UID = 10001
 
 T = TypeVar("T")
+
+
+def free_compose_ports() -> dict[str, str]:
+    """Each compose port variable set to a port nothing listens on, so stacks never collide."""
+    return {variable: str(free_port()) for variable in COMPOSE_PORT_VARIABLES}
 
 
 def run_script(

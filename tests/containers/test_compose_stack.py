@@ -23,19 +23,10 @@ import httpx
 import psycopg
 import pytest
 
-from lakehouse.stack.process import free_port
 from orchestration.selection import OPERATIONAL_GROUPS
 
-from .support import run_script
+from .support import free_compose_ports, run_script
 
-PORT_VARIABLES = (
-    "LAKEHOUSE_S3_PORT",
-    "LAKEHOUSE_KAFKA_PORT",
-    "LAKEHOUSE_POSTGRES_PORT",
-    "LAKEHOUSE_API_PORT",
-    "LAKEHOUSE_DAGSTER_PORT",
-    "DAGSTER_CODE_SERVER_PORT",
-)
 LONG_RUNNING = {"localstack", "kafka", "postgres", "cdc-publisher", "api", "code-location", "webserver", "daemon"}
 DAYS = 3
 START = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=DAYS + 1)
@@ -79,7 +70,7 @@ class ComposeStack:
 @pytest.fixture(scope="module")
 def stack(images: None, session_id: str) -> Iterator[ComposeStack]:
     env = {"COMPOSE_PROJECT_NAME": f"lakehouse-test-{session_id}-{uuid.uuid4().hex[:4]}"}
-    env.update({variable: str(free_port()) for variable in PORT_VARIABLES})
+    env.update(free_compose_ports())
     compose = ComposeStack(env["COMPOSE_PROJECT_NAME"], env)
     started = time.monotonic()
     result = run_script("up", env=env)

@@ -15,24 +15,14 @@ from typing import Any
 
 import pytest
 
-from lakehouse.stack.process import free_port
-
-from .support import SCRIPT, run_script
+from .support import SCRIPT, free_compose_ports, run_script
 
 NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
-PORTS = (
-    "LAKEHOUSE_S3_PORT",
-    "LAKEHOUSE_KAFKA_PORT",
-    "LAKEHOUSE_POSTGRES_PORT",
-    "LAKEHOUSE_API_PORT",
-    "LAKEHOUSE_DAGSTER_PORT",
-    "DAGSTER_CODE_SERVER_PORT",
-)
 
 
 def _stack_env(session_id: str) -> dict[str, str]:
     env = {"COMPOSE_PROJECT_NAME": f"lakehouse-test-{session_id}-{uuid.uuid4().hex[:4]}"}
-    env.update({variable: str(free_port()) for variable in PORTS})
+    env.update(free_compose_ports())
     return env
 
 

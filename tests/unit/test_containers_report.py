@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.stack.process import free_port
+from tests.containers.support import free_compose_ports
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "containers.sh"
 PROJECT = "lakehouse-report-test"
@@ -67,15 +67,7 @@ def fake_docker(tmp_path: Path) -> dict[str, str]:
         "COMPOSE_PROJECT_NAME": PROJECT,
         "LAKEHOUSE_DOCKER_STATE": str(tmp_path / "state"),
     }
-    for variable in (
-        "LAKEHOUSE_S3_PORT",
-        "LAKEHOUSE_KAFKA_PORT",
-        "LAKEHOUSE_POSTGRES_PORT",
-        "LAKEHOUSE_API_PORT",
-        "LAKEHOUSE_DAGSTER_PORT",
-        "DAGSTER_CODE_SERVER_PORT",
-    ):
-        env[variable] = str(free_port())
+    env.update(free_compose_ports())
     return env
 
 
